@@ -1,0 +1,3 @@
+"""Handlers for the account area."""
+
+default_handlers: list = []

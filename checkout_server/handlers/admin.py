@@ -1,0 +1,3 @@
+"""Handlers for the admin area."""
+
+default_handlers: list = []

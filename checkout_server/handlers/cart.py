@@ -1,0 +1,3 @@
+"""Handlers for the cart area."""
+
+default_handlers: list = []

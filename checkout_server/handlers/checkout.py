@@ -1,0 +1,3 @@
+"""Handlers for the checkout area."""
+
+default_handlers: list = []

@@ -1,0 +1,15 @@
+"""GET /health: 200 once the database answers, 503 otherwise."""
+
+from .base import APIError, BaseHandler
+
+
+class HealthHandler(BaseHandler):
+    auth = "public"
+
+    async def get(self):
+        if not await self.storage.ping():
+            raise APIError(503, "database unavailable")
+        self.send({"status": "ok"})
+
+
+default_handlers = [(r"/health", HealthHandler)]

@@ -1,0 +1,3 @@
+"""Handlers for the orders area."""
+
+default_handlers: list = []

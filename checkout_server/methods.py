@@ -1,0 +1,93 @@
+"""The method table: configured methods bound to provider instances.
+
+A table is built whole from a config and the registered providers, then swapped in one
+assignment (SIGHUP), so a request holds one consistent table from start to end.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from marshmallow import ValidationError
+
+from .config import Config, ConfigError, MethodConfig
+from .providers import Method, PaymentProvider, Provider, ShippingProvider
+
+log = logging.getLogger("checkout_server.methods")
+
+
+@dataclass(frozen=True)
+class BoundMethod:
+    config: MethodConfig
+    provider: Provider
+
+    @property
+    def id(self) -> int:
+        return self.config.id
+
+    @property
+    def title(self) -> str:
+        return self.config.title
+
+    @property
+    def active(self) -> bool:
+        return self.config.active
+
+
+class MethodTable:
+    def __init__(self, config: Config, payment: dict[int, BoundMethod], shipping: dict[int, BoundMethod]):
+        self.config = config
+        self.payment = payment
+        self.shipping = shipping
+
+    @classmethod
+    def build(cls, config: Config, payment_providers: dict, shipping_providers: dict) -> "MethodTable":
+        payment = {m.id: _bind(m, payment_providers, PaymentProvider, config) for m in config.payment_methods}
+        shipping = {m.id: _bind(m, shipping_providers, ShippingProvider, config) for m in config.shipping_methods}
+        return cls(config, payment, shipping)
+
+    @property
+    def site(self):
+        return self.config.site
+
+    def active_payment(self, method_id) -> BoundMethod | None:
+        method = self.payment.get(method_id)
+        return method if method is not None and method.active else None
+
+    def active_shipping(self, method_id) -> BoundMethod | None:
+        method = self.shipping.get(method_id)
+        return method if method is not None and method.active else None
+
+    def providers(self) -> list[Provider]:
+        return [m.provider for m in (*self.payment.values(), *self.shipping.values())]
+
+    async def startup(self) -> None:
+        for provider in self.providers():
+            await provider.startup()
+
+    async def close(self) -> None:
+        for provider in self.providers():
+            try:
+                await provider.close()
+            except Exception:
+                log.exception("closing %s method %s failed", provider.kind, provider.method.id)
+
+
+def _bind(method: MethodConfig, registry: dict, base: type, config: Config) -> BoundMethod:
+    where = f"{config.path or '<config>'}: {method.kind} method {method.id}"
+    cls = registry.get(method.provider)
+    if cls is None:
+        known = ", ".join(sorted(registry)) or "none installed"
+        raise ConfigError(f"{where}: provider: unknown {method.kind} provider "
+                          f"{method.provider!r} (known: {known})")
+    if not issubclass(cls, base):
+        raise ConfigError(f"{where}: provider: {method.provider!r} is not a {method.kind} provider")
+    try:
+        settings = cls.settings_schema().load(method.settings)
+    except ValidationError as exc:
+        problems = "; ".join(f"settings.{field}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
+                             for field, msgs in sorted(exc.normalized_messages().items()))
+        raise ConfigError(f"{where}: {problems}") from None
+    instance = cls(Method(method.id, method.title, method.kind), settings)
+    return BoundMethod(method, instance)

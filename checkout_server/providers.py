@@ -1,0 +1,238 @@
+"""What plugin authors subclass and return: provider base classes and their value types.
+
+A provider class is registered by a plugin under its `name`; the config file turns it into
+one or more *methods* (an integer id, a title, `active`, and settings checked by the
+provider's `settings_schema`). Money is always an integer in minor units.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping
+
+from marshmallow import RAISE, Schema
+
+__all__ = [
+    "Address", "Cart", "CartLine", "GatewayError", "Method", "Notification", "NotificationError",
+    "OrderInfo", "PaymentCheck", "PaymentProvider", "PaymentStart", "PaymentState",
+    "PaymentUrls", "ProviderError", "Provider", "ShippingProvider", "Support", "NoSettings",
+]
+
+
+class NoSettings(Schema):
+    """A provider without settings: any key in the config is an error."""
+
+    class Meta:
+        unknown = RAISE
+
+
+# -- what providers are shown
+
+@dataclass(frozen=True)
+class CartLine:
+    product: int
+    name: str
+    quantity: int
+    unit_price: int
+    line_total: int
+    digital: bool = False
+    weight: int = 0  # grams per unit
+
+
+@dataclass(frozen=True)
+class Cart:
+    customer_id: int
+    lines: tuple[CartLine, ...]
+    currency: str
+
+    @property
+    def subtotal(self) -> int:
+        return sum(line.line_total for line in self.lines)
+
+    @property
+    def weight(self) -> int:
+        return sum(line.weight * line.quantity for line in self.lines)
+
+    @property
+    def has_digital(self) -> bool:
+        return any(line.digital for line in self.lines)
+
+    @property
+    def all_digital(self) -> bool:
+        return bool(self.lines) and all(line.digital for line in self.lines)
+
+
+@dataclass(frozen=True)
+class Address:
+    id: int
+    line1: str
+    city: str
+    postal_code: str
+    country: str  # ISO 3166 alpha-2
+    line2: str = ""
+
+
+@dataclass(frozen=True)
+class Method:
+    """A configured method as its provider sees it."""
+
+    id: int
+    title: str
+    kind: str  # "payment" or "shipping"
+
+
+@dataclass(frozen=True)
+class Support:
+    ok: bool
+    reason: str = ""
+
+    @classmethod
+    def yes(cls) -> "Support":
+        return cls(True)
+
+    @classmethod
+    def no(cls, reason: str) -> "Support":
+        return cls(False, reason)
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+@dataclass(frozen=True)
+class OrderInfo:
+    """An order as a payment provider sees it."""
+
+    order_key: str
+    total: int
+    currency: str
+    customer_id: int
+    email: str | None
+    phone: str | None
+    name: str
+    description: str
+    # What this provider stored when it started the payment (PaymentStart.data).
+    payment: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PaymentUrls:
+    """Where the gateway sends the shopper back, and where it posts notifications."""
+
+    return_url: str  # already carries ?order=<order_key>
+    notify_url: str
+
+
+# -- what providers answer
+
+@dataclass(frozen=True)
+class PaymentStart:
+    """The answer of `PaymentProvider.start`.
+
+    Redirect flow: `redirect_url` for the shopper, and `reference` (the gateway's id for
+    the payment) plus any `data` needed later to verify it. Direct flow: `settled=True`
+    when the order is settled now (pay on delivery), with no redirect.
+    """
+
+    redirect_url: str | None = None
+    reference: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    settled: bool = False
+
+
+class PaymentState(enum.Enum):
+    PAID = "paid"
+    FAILED = "failed"  # declined, cancelled by the shopper, or refused by the gateway
+    PENDING = "pending"  # not decided yet: leave the order on HOLD
+
+
+@dataclass(frozen=True)
+class PaymentCheck:
+    """What the gateway said, server-side, about a payment.
+
+    The core settles PAID only if `amount` and `currency` equal the order's.
+    """
+
+    state: PaymentState
+    amount: int | None = None
+    currency: str | None = None
+    reference: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A verified gateway notification: which order, and the payment's state."""
+
+    order_key: str | None
+    check: PaymentCheck | None = None  # None: ask the gateway with `check()`
+    event_id: str | None = None  # for de-duplication
+    reference: str | None = None
+
+
+# -- errors
+
+class ProviderError(Exception):
+    """A provider could not do what was asked; message is safe to show."""
+
+
+class GatewayError(ProviderError):
+    """The gateway timed out, was unreachable, answered 5xx or garbage: a 503."""
+
+
+class NotificationError(ProviderError):
+    """A notification that is forged, stale or malformed: a 400."""
+
+
+# -- providers
+
+class Provider:
+    """Common base of payment and shipping providers."""
+
+    name: ClassVar[str]
+    settings_schema: ClassVar[type[Schema]] = NoSettings
+    kind: ClassVar[str]
+
+    def __init__(self, method: Method, settings: Mapping[str, Any]):
+        self.method = method
+        self.settings = settings
+
+    async def startup(self) -> None:
+        """Open long-lived resources (an HTTP session); called once before use."""
+
+    async def close(self) -> None:
+        """Release what `startup` opened."""
+
+
+class ShippingProvider(Provider):
+    kind = "shipping"
+
+    def supports(self, cart: Cart, address: Address) -> Support:
+        return Support.yes()
+
+    def quote(self, cart: Cart, address: Address) -> int:
+        """The shipping cost in minor units (a non-negative integer)."""
+        raise NotImplementedError
+
+
+class PaymentProvider(Provider):
+    kind = "payment"
+    flow: ClassVar[str]  # "redirect" or "direct"
+
+    def supports(self, cart: Cart) -> Support:
+        return Support.yes()
+
+    async def start(self, order: OrderInfo, urls: PaymentUrls) -> PaymentStart:
+        raise NotImplementedError
+
+    async def verify_return(self, order: OrderInfo, params: Mapping[str, str]) -> PaymentCheck:
+        """The shopper came back with `params`; ask the gateway, never trust them."""
+        return await self.check(order)
+
+    async def check(self, order: OrderInfo) -> PaymentCheck:
+        """Ask the gateway about this order's payment (hold expiry, returns)."""
+        return PaymentCheck(PaymentState.PENDING)
+
+    async def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        """Verify and read a server-to-server notification."""
+        raise NotificationError("this payment method takes no notifications")

@@ -1,0 +1,56 @@
+"""The storage layer: the only code that talks to MongoDB.
+
+Every operation here keeps to the portable subset in DESIGN.md (single-document atomic
+updates with guard filters, map paths instead of positional array updates, integer and
+string ids) and is proven on every backend by tests/storage_contract.
+"""
+
+from .counters import Counters
+from .customers import Customers
+from .idempotency import IdempotencyKeys
+from .orders import Orders
+from .products import Products
+
+__all__ = ["Storage", "Counters", "Customers", "IdempotencyKeys", "Orders", "Products"]
+
+
+class Storage:
+    """One database, its collection families, and the client that owns it."""
+
+    def __init__(self, db, client=None):
+        self.db = db
+        self.client = client
+        self.counters = Counters(db.counters)
+        self.customers = Customers(db.customers, self.counters)
+        self.products = Products(db.products, self.counters)
+        self.orders = Orders(db.orders, self.counters)
+        self.idempotency = IdempotencyKeys(db.idempotency)
+
+    @classmethod
+    def connect(cls, uri: str, db_name: str | None = None, **client_options):
+        """Open a motor client for `uri`; the database is the URI's, else `db_name`."""
+        from motor.motor_asyncio import AsyncIOMotorClient
+        from pymongo.uri_parser import parse_uri
+
+        options = {"serverSelectionTimeoutMS": 5000, "tz_aware": True}
+        options.update(client_options)
+        client = AsyncIOMotorClient(uri, **options)
+        name = parse_uri(uri).get("database") or db_name or "checkout"
+        return cls(client[name], client)
+
+    async def create_indexes(self) -> None:
+        await self.customers.create_indexes()
+        await self.products.create_indexes()
+        await self.orders.create_indexes()
+        await self.idempotency.create_indexes()
+
+    async def ping(self) -> bool:
+        try:
+            await self.db.command("ping")
+            return True
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()

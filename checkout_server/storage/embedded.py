@@ -1,0 +1,141 @@
+"""The embedded database: an nx-27017 child process on loopback.
+
+nx-27017 speaks the MongoDB wire protocol on top of SQLite, so the zero-install default runs
+the same motor code path as production. The child gets a free port and `--data-dir` under
+the data directory; a pid file there lets the next start stop a server that a killed run
+left behind.
+"""
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("checkout_server.embedded")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _nx_command() -> list[str]:
+    exe = shutil.which("nx-27017")
+    if exe is None:
+        candidate = Path(sys.executable).with_name("nx-27017")
+        if candidate.exists():
+            exe = str(candidate)
+    if exe is None:
+        raise RuntimeError("nx-27017 is not installed: pip install nx-27017")
+    return [exe]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_nx_process(pid: int) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"nx-27017" in cmdline or b"nx_27017" in cmdline
+
+
+class EmbeddedMongo:
+    """Start, wait for and stop one nx-27017 server whose data lives in `data_dir`."""
+
+    def __init__(self, data_dir: str | os.PathLike, host: str = "127.0.0.1", port: int | None = None):
+        self.data_dir = Path(data_dir).resolve()
+        self.host = host
+        self.port = port
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def db_dir(self) -> Path:
+        return self.data_dir / "db"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "nx-27017.pid"
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://{self.host}:{self.port}/?directConnection=true"
+
+    def _stop_leftover(self) -> None:
+        """Stop a server that a killed run left behind on the same data."""
+        try:
+            pid = int(self.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        if _alive(pid) and _is_nx_process(pid):
+            log.warning("stopping embedded database left behind by an earlier run (pid %s)", pid)
+            os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 10
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+
+    def start(self, timeout: float = 30.0) -> str:
+        self.db_dir.mkdir(parents=True, exist_ok=True)
+        self._stop_leftover()
+        if self.port is None:
+            self.port = free_port(self.host)
+        log_file = self.data_dir / "nx-27017.log"
+        cmd = _nx_command() + [
+            "--data-dir", str(self.db_dir),
+            "--host", self.host,
+            "--port", str(self.port),
+            "--log-file", str(log_file),
+            "--pid-file", str(self.data_dir / "nx-27017.daemon.pid"),
+        ]
+        # Own session: a Ctrl-C in the terminal reaches the service, which stops us in order.
+        self.process = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        self.pid_file.write_text(f"{self.process.pid}\n")
+        self._wait_ready(timeout, log_file)
+        log.info("embedded database on %s:%s, data in %s", self.host, self.port, self.db_dir)
+        return self.uri
+
+    def _wait_ready(self, timeout: float, log_file: Path) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                tail = log_file.read_text()[-2000:] if log_file.exists() else ""
+                raise RuntimeError(f"embedded database exited with {self.process.returncode}: {tail}")
+            try:
+                with socket.create_connection((self.host, self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"embedded database did not listen on port {self.port} in {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        self.pid_file.unlink(missing_ok=True)

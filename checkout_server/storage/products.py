@@ -1,0 +1,130 @@
+"""Products and their stock, with reservation markers for the checkout saga.
+
+A reservation is a guarded decrement that also writes `holds.<order_key>: quantity` on the
+product, in the same single-document update. The marker makes every step idempotent and
+lets a reconciler tell, after a crash, exactly which lines of an order were taken:
+- reserve: `stock >= q` and no marker  -> stock -= q, set marker
+- release: marker present              -> stock += marker's q, unset marker
+- commit:  marker present              -> unset marker (the units stay sold)
+`received` counts every unit ever put into stock (initial stock plus restocks), so
+`received == stock + units held by HOLD and PROCESSING orders` can be checked at any time.
+"""
+
+from pymongo import ReturnDocument, UpdateOne
+
+PRODUCT_FIELDS = ("name", "price", "digital", "weight", "active")
+
+
+def _hold(order_key: str) -> str:
+    return f"holds.{order_key}"
+
+
+class Products:
+    def __init__(self, collection, counters):
+        self.collection = collection
+        self.counters = counters
+
+    async def create_indexes(self) -> None:
+        pass  # every lookup is by _id
+
+    async def create(self, fields: dict) -> dict:
+        product_id = await self.counters.next_value("products")
+        stock = int(fields.get("stock", 0))
+        doc = {
+            "_id": product_id,
+            "name": fields["name"],
+            "price": int(fields["price"]),
+            "stock": stock,
+            "received": stock,
+            "digital": bool(fields.get("digital", False)),
+            "weight": int(fields.get("weight", 0)),
+            "active": bool(fields.get("active", True)),
+            "holds": {},
+        }
+        await self.collection.insert_one(doc)
+        return doc
+
+    async def get(self, product_id: int) -> dict | None:
+        return await self.collection.find_one({"_id": product_id})
+
+    async def get_many(self, product_ids) -> dict[int, dict]:
+        ids = [int(p) for p in product_ids]
+        if not ids:
+            return {}
+        docs = await self.collection.find({"_id": {"$in": ids}}, {"holds": 0}).to_list(None)
+        return {doc["_id"]: doc for doc in docs}
+
+    async def find_by_name(self, name: str) -> dict | None:
+        return await self.collection.find_one({"name": name})
+
+    async def update(self, product_id: int, changes: dict) -> dict | None:
+        changes = {k: v for k, v in changes.items() if k in PRODUCT_FIELDS}
+        if not changes:
+            return await self.get(product_id)
+        return await self.collection.find_one_and_update(
+            {"_id": product_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
+        )
+
+    async def adjust_stock(self, product_id: int, delta: int) -> dict | None:
+        """Restock (delta > 0) or write off (delta < 0) units; never below zero."""
+        guard = {"_id": product_id}
+        if delta < 0:
+            guard["stock"] = {"$gte": -delta}
+        return await self.collection.find_one_and_update(
+            guard,
+            {"$inc": {"stock": delta, "received": delta}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def reserve(self, order_key: str, lines: dict[int, int]) -> int:
+        """Take `lines` {product: quantity} for an order; returns how many lines held."""
+        ops = [
+            UpdateOne(
+                {"_id": int(p), "stock": {"$gte": q}, _hold(order_key): {"$exists": False}},
+                {"$inc": {"stock": -q}, "$set": {_hold(order_key): q}},
+            )
+            for p, q in lines.items()
+        ]
+        if not ops:
+            return 0
+        result = await self.collection.bulk_write(ops, ordered=False)
+        return result.modified_count
+
+    async def release(self, order_key: str, lines: dict[int, int]) -> int:
+        """Give back the units an order holds; lines it does not hold are left alone."""
+        ops = [
+            UpdateOne(
+                {"_id": int(p), _hold(order_key): q},
+                {"$inc": {"stock": q}, "$unset": {_hold(order_key): ""}},
+            )
+            for p, q in lines.items()
+        ]
+        if not ops:
+            return 0
+        result = await self.collection.bulk_write(ops, ordered=False)
+        return result.modified_count
+
+    async def commit(self, order_key: str, product_ids) -> int:
+        """Drop an order's markers once its units are sold for good."""
+        ops = [
+            UpdateOne({"_id": int(p), _hold(order_key): {"$exists": True}},
+                      {"$unset": {_hold(order_key): ""}})
+            for p in product_ids
+        ]
+        if not ops:
+            return 0
+        result = await self.collection.bulk_write(ops, ordered=False)
+        return result.modified_count
+
+    async def held_by(self, order_key: str, product_ids) -> dict[int, int]:
+        """{product: quantity} the order still holds a marker for."""
+        ids = [int(p) for p in product_ids]
+        if not ids:
+            return {}
+        docs = await self.collection.find(
+            {"_id": {"$in": ids}, _hold(order_key): {"$exists": True}}, {"holds": 1}
+        ).to_list(None)
+        return {doc["_id"]: doc["holds"][order_key] for doc in docs}
+
+    async def all(self) -> list[dict]:
+        return await self.collection.find({}).sort("_id", 1).to_list(None)
