@@ -12,12 +12,18 @@ from .handlers import all_handlers
 from .handlers.base import AUTH_LEVELS, NotFoundHandler
 from .methods import MethodTable
 from .pluginmanager import collect_providers, get_plugin_manager
+from .reservations import RECONCILE_EVERY_SECONDS, Reconciler
+from .sweeper import SWEEP_EVERY_SECONDS, Sweeper
 
 log = logging.getLogger("checkout_server.app")
 
 
 class MethodRegistry:
-    """Holds the current method table; a reload swaps it in one assignment."""
+    """Holds the current method table; a reload swaps it in one assignment.
+
+    A handler reads `table` once and keeps that reference, so a checkout in flight during
+    a reload finishes on the table it started with.
+    """
 
     # Old providers stay open this long after a swap, for checkouts still using them.
     CLOSE_GRACE_SECONDS = 120
@@ -25,26 +31,38 @@ class MethodRegistry:
     def __init__(self, table: MethodTable, plugin_manager):
         self.table = table
         self.plugin_manager = plugin_manager
-        self._closing: set[asyncio.Task] = set()
+        self._retired: dict[MethodTable, asyncio.Task] = {}
+        self._swapping = asyncio.Lock()
 
     def build(self, config: Config) -> MethodTable:
+        """A new table from `config`; raises ConfigError/PluginError, changing nothing."""
         payment, shipping = collect_providers(self.plugin_manager)
         return MethodTable.build(config, payment, shipping)
 
     async def swap(self, new_table: MethodTable) -> None:
-        await new_table.startup()
-        old, self.table = self.table, new_table
-        task = asyncio.ensure_future(self._close_later(old))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        """Start `new_table`'s providers, then make it current; on failure keep the old one."""
+        async with self._swapping:
+            try:
+                await new_table.startup()
+            except BaseException:
+                await new_table.close()
+                raise
+            old, self.table = self.table, new_table
+            self._retired[old] = asyncio.ensure_future(self._close_later(old))
 
     async def _close_later(self, table: MethodTable) -> None:
-        await asyncio.sleep(self.CLOSE_GRACE_SECONDS)
-        await table.close()
+        try:
+            await asyncio.sleep(self.CLOSE_GRACE_SECONDS)
+        finally:
+            # Runs on shutdown's cancel too: every retired table is closed exactly once.
+            self._retired.pop(table, None)
+            await table.close()
 
     async def close(self) -> None:
-        for task in list(self._closing):
+        retired = list(self._retired.values())
+        for task in retired:
             task.cancel()
+        await asyncio.gather(*retired, return_exceptions=True)
         await self.table.close()
 
 
@@ -56,7 +74,7 @@ class Application(tornado.web.Application):
         table = MethodTable.build(config, payment, shipping)
         self.method_registry = MethodRegistry(table, plugin_manager)
         self.storage = storage
-        routes = all_handlers()
+        routes = all_handlers() + collect_routes(plugin_manager)
         for _pattern, handler, *_ in routes:
             if getattr(handler, "auth", None) not in AUTH_LEVELS:
                 raise RuntimeError(f"{handler.__name__} must set auth to one of {AUTH_LEVELS}")
@@ -75,6 +93,27 @@ class Application(tornado.web.Application):
         """Prepare the database and the providers; call once before serving."""
         await self.storage.create_indexes()
         await self.method_registry.table.startup()
+        # Finish or undo what a crash interrupted before taking new checkouts.
+        self.reconciler = Reconciler(self.storage, self.settings.get("reconcile_interval",
+                                                                     RECONCILE_EVERY_SECONDS))
+        await self.reconciler.start()
+        self.sweeper = Sweeper(self.storage, self.method_registry,
+                               self.settings.get("sweep_interval", SWEEP_EVERY_SECONDS))
+        self.sweeper.start()
 
     async def shutdown(self) -> None:
+        for task in (getattr(self, "sweeper", None), getattr(self, "reconciler", None)):
+            if task is not None:
+                await task.stop()
         await self.method_registry.close()
+
+
+def collect_routes(plugin_manager) -> list:
+    """The routes plugins add through `register_routes`, after the core's (which win)."""
+    routes: list = []
+
+    def register(pattern: str, handler_class, kwargs: dict | None = None):
+        routes.append((pattern, handler_class, kwargs or {}))
+
+    plugin_manager.hook.register_routes(register=register)
+    return routes

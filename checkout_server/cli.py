@@ -11,6 +11,7 @@ import signal
 import sys
 
 from .config import ConfigError, config_path, load_config
+from .pluginmanager import PluginError
 
 log = logging.getLogger("checkout_server")
 
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     plugins = sub.add_parser("plugins", help="list installed plugins and their providers")
     plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.add_argument("--config", help="also check this config file and list its methods "
+                                          "(exit 2 if it would not load)")
 
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -42,15 +45,30 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"checkout-server: config error: {exc}", file=sys.stderr)
         return 2
+    except PluginError as exc:
+        print(f"checkout-server: plugin error: {exc}", file=sys.stderr)
+        return 2
     return 1
 
 
 def list_plugins(args) -> int:
     from .pluginmanager import get_plugin_manager, get_plugins
 
-    plugins = get_plugins(get_plugin_manager())
+    pm = get_plugin_manager()
+    plugins = get_plugins(pm)
+    methods = None
+    if args.config:
+        from .methods import MethodTable
+        from .pluginmanager import collect_providers
+
+        # The checks start-up and SIGHUP make, so an admin can try a file before a reload.
+        table = MethodTable.build(load_config(args.config), *collect_providers(pm))
+        methods = [{"id": m.id, "kind": m.config.kind, "provider": m.config.provider,
+                    "title": m.title, "active": m.active}
+                   for m in (*table.payment.values(), *table.shipping.values())]
     if args.json:
-        print(json.dumps(plugins, indent=2))
+        print(json.dumps(plugins if methods is None else {"plugins": plugins, "methods": methods},
+                         indent=2))
         return 0
     if not plugins:
         print("no plugins installed")
@@ -60,6 +78,11 @@ def list_plugins(args) -> int:
         for kind in ("payment", "shipping"):
             for name in plugin[f"{kind}_providers"]:
                 print(f"  {kind}: {name}")
+    if methods is not None:
+        print(f"methods in {args.config}:")
+        for m in methods:
+            state = "active" if m["active"] else "inactive"
+            print(f"  {m['kind']} {m['id']}: {m['title']} ({m['provider']}, {state})")
     return 0
 
 
@@ -95,12 +118,14 @@ async def serve_forever(args) -> int:
         if args.demo:
             from .demo import print_demo, seed_demo
             seeded = await seed_demo(storage, app.method_registry.table)
+        # Above the handlers' own limit (base.MAX_BODY_BYTES), so they can answer a JSON 413.
         server = HTTPServer(app, xheaders=True, max_body_size=1024 * 1024)
         server.listen(args.port, args.host)
         log.info("checkout-server listening on http://%s:%s (database: %s)", args.host, args.port,
                  "embedded" if embedded else "MONGODB_URI")
         if args.demo:
-            print_demo(seeded, f"http://{args.host}:{args.port}")
+            shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+            print_demo(seeded, f"http://{shown_host}:{args.port}")
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -109,7 +134,8 @@ async def serve_forever(args) -> int:
         await stop.wait()
         log.info("stopping: draining in-flight requests")
         server.stop()
-        await asyncio.wait_for(server.close_all_connections(), timeout=30)
+        await drain(app, timeout=30)
+        await asyncio.wait_for(server.close_all_connections(), timeout=5)
         await app.shutdown()
         log.info("stopped")
         return 0
@@ -119,13 +145,25 @@ async def serve_forever(args) -> int:
             embedded.stop()
 
 
-async def reload_config(app, args) -> None:
+async def drain(app, timeout: float) -> None:
+    """Wait until the requests in flight have answered (new ones are no longer accepted)."""
+    inflight = app.__dict__.get("inflight_requests", set())
+    deadline = asyncio.get_running_loop().time() + timeout
+    while inflight and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)
+    if inflight:
+        log.warning("%d requests still running after %ss: closing anyway", len(inflight), timeout)
+
+
+async def reload_config(app, args) -> bool:
+    """SIGHUP: re-read the config file and swap the method table; a bad file changes nothing."""
     try:
         config = resolve_config(args)
         table = app.method_registry.build(config)
-    except Exception as exc:  # a bad new file keeps the old table
+        await app.method_registry.swap(table)
+    except Exception as exc:  # noqa: BLE001 -- a bad new file keeps the old table
         log.error("config reload refused, keeping the current methods: %s", exc)
-        return
-    await app.method_registry.swap(table)
+        return False
     log.info("config reloaded: %d payment and %d shipping methods",
              len(table.payment), len(table.shipping))
+    return True

@@ -9,7 +9,14 @@ import pluggy
 hookspec = pluggy.HookspecMarker("checkout_server")
 hookimpl = pluggy.HookimplMarker("checkout_server")
 
-__all__ = ["hookimpl", "hookspec", "register_payment_providers", "register_shipping_providers"]
+__all__ = [
+    "hookimpl",
+    "hookspec",
+    "register_fake_gateways",
+    "register_payment_providers",
+    "register_routes",
+    "register_shipping_providers",
+]
 
 
 @hookspec
@@ -20,3 +27,13 @@ def register_payment_providers(register):
 @hookspec
 def register_shipping_providers(register):
     """Register shipping provider classes: call `register(ProviderClass)` for each."""
+
+
+@hookspec
+def register_fake_gateways(register):
+    """Register local fake gateways: `register(name, make_app)`, make_app(base_url) -> aiohttp.web.Application."""
+
+
+@hookspec
+def register_routes(register):
+    """Add HTTP routes: `register(pattern, handler_class, kwargs=None)`; each handler class sets `auth`."""

@@ -42,7 +42,7 @@ class MethodTable:
         self.shipping = shipping
 
     @classmethod
-    def build(cls, config: Config, payment_providers: dict, shipping_providers: dict) -> "MethodTable":
+    def build(cls, config: Config, payment_providers: dict, shipping_providers: dict) -> MethodTable:
         payment = {m.id: _bind(m, payment_providers, PaymentProvider, config) for m in config.payment_methods}
         shipping = {m.id: _bind(m, shipping_providers, ShippingProvider, config) for m in config.shipping_methods}
         return cls(config, payment, shipping)
@@ -86,8 +86,22 @@ def _bind(method: MethodConfig, registry: dict, base: type, config: Config) -> B
     try:
         settings = cls.settings_schema().load(method.settings)
     except ValidationError as exc:
-        problems = "; ".join(f"settings.{field}: {' '.join(map(str, msgs)) if isinstance(msgs, list) else msgs}"
-                             for field, msgs in sorted(exc.normalized_messages().items()))
+        problems = "; ".join(f"settings.{name}: {message}"
+                             for name, message in _flatten(exc.normalized_messages()))
         raise ConfigError(f"{where}: {problems}") from None
     instance = cls(Method(method.id, method.title, method.kind), settings)
     return BoundMethod(method, instance)
+
+
+def _flatten(messages, prefix: str = "") -> list[tuple[str, str]]:
+    """marshmallow's nested messages as ("rates.0.cost", "Must be ...") pairs."""
+    if isinstance(messages, dict):
+        pairs = []
+        for key, value in messages.items():
+            pairs += _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+        return sorted(pairs)
+    if isinstance(messages, list) and all(isinstance(m, str) for m in messages):
+        return [(prefix or "_schema", " ".join(messages))]
+    if isinstance(messages, list):
+        return [pair for m in messages for pair in _flatten(m, prefix)]
+    return [(prefix or "_schema", str(messages))]

@@ -1,98 +1,155 @@
 """The plugin manager: pluggy, loading the `checkout_server` entry-point group.
 
-`CHECKOUT_PLUGINS` (comma-separated distribution or entry-point names) limits which
-installed plugins load; unset, all of them do.
+`CHECKOUT_PLUGINS` (comma-separated entry-point or distribution names) limits which
+installed plugins load; unset, all of them do; empty, none do (the core's own tests).
 """
+
+from __future__ import annotations
 
 import importlib.metadata
 import logging
 import os
+import re
 
 import pluggy
 
 from . import hookspecs
+from .providers import PaymentProvider, ShippingProvider
 
 log = logging.getLogger("checkout_server.plugins")
 
 ENTRY_POINT_GROUP = "checkout_server"
+PLUGINS_ENV = "CHECKOUT_PLUGINS"
 
 
-def _allowed() -> set[str] | None:
-    raw = os.environ.get("CHECKOUT_PLUGINS")
+class PluginError(Exception):
+    """A plugin that cannot be loaded or registers something invalid: start-up stops."""
+
+
+class CheckoutPluginManager(pluggy.PluginManager):
+    """A pluggy manager that remembers which distribution each plugin came from."""
+
+    def __init__(self):
+        super().__init__("checkout_server")
+        self.add_hookspecs(hookspecs)
+        self.distributions: dict[str, importlib.metadata.Distribution] = {}
+
+
+def _normalise(name: str) -> str:
+    # PEP 503: "Checkout_COD", "checkout.cod" and "checkout-cod" are one distribution.
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def allowed_plugins() -> set[str] | None:
+    """The names in CHECKOUT_PLUGINS, normalised; None when every plugin may load."""
+    raw = os.environ.get(PLUGINS_ENV)
     if raw is None:
         return None
-    return {name.strip() for name in raw.split(",") if name.strip()}
+    return {_normalise(name.strip()) for name in raw.split(",") if name.strip()}
 
 
-def make_plugin_manager(load_entry_points: bool = True) -> pluggy.PluginManager:
-    pm = pluggy.PluginManager("checkout_server")
-    pm.add_hookspecs(hookspecs)
+def make_plugin_manager(load_entry_points: bool = True) -> CheckoutPluginManager:
+    """A plugin manager with the hookspecs and (by default) the installed plugins loaded."""
+    pm = CheckoutPluginManager()
     if load_entry_points:
-        allowed = _allowed()
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist = ep.dist.name if ep.dist else None
-            if allowed is not None and ep.name not in allowed and dist not in allowed:
-                continue
-            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
-                continue
-            plugin = ep.load()
-            pm.register(plugin, name=ep.name)
-            pm._plugin_distinfo.append((plugin, ep.dist))
-    # A misspelled hook fails at start-up, not silently never.
-    pm.check_pending()
+        load_entry_point_plugins(pm)
     return pm
 
 
-pm = None  # the process's plugin manager, made on first use
+def load_entry_point_plugins(pm: CheckoutPluginManager) -> None:
+    allowed = allowed_plugins()
+    matched: set[str] = set()
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        dist_name = ep.dist.name if ep.dist else None
+        names = {_normalise(ep.name)} | ({_normalise(dist_name)} if dist_name else set())
+        if allowed is not None and not names & allowed:
+            continue
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+            pm.register(plugin, name=ep.name)
+        except Exception as exc:
+            where = f"distribution {dist_name}" if dist_name else ep.value
+            raise PluginError(f"plugin {ep.name!r} ({where}) failed to load: {exc}") from exc
+        if ep.dist is not None:
+            pm.distributions[ep.name] = ep.dist
+        matched |= names
+    for name in sorted((allowed or set()) - matched):
+        log.warning("%s names %r, but no installed plugin has that name", PLUGINS_ENV, name)
+    check_hooks(pm)
 
 
-def get_plugin_manager() -> pluggy.PluginManager:
+def check_hooks(pm: pluggy.PluginManager) -> None:
+    """Fail fast on a hook implementation that matches no hookspec (a misspelled hook)."""
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
+        raise PluginError(f"plugin {name!r}: {exc}") from exc
+
+
+pm: CheckoutPluginManager | None = None  # the process's plugin manager, made on first use
+
+
+def get_plugin_manager() -> CheckoutPluginManager:
     global pm
     if pm is None:
         pm = make_plugin_manager()
     return pm
 
 
+def _registrar(table: dict, base: type, kind: str, plugin_name: str | None = None):
+    def register(cls):
+        who = f"plugin {plugin_name!r}: " if plugin_name else ""
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            raise PluginError(f"{who}{cls!r} registered as a {kind} provider is not a "
+                              f"{base.__name__} subclass")
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            raise PluginError(f"{who}{kind} provider {cls.__name__} has no name")
+        if kind == "payment" and getattr(cls, "flow", None) not in ("redirect", "direct"):
+            raise PluginError(f"{who}payment provider {name!r}: flow must be 'redirect' or 'direct'")
+        if name in table and table[name] is not cls:
+            raise PluginError(f"{who}two {kind} providers are named {name!r}: "
+                              f"{table[name].__module__}.{table[name].__name__} and "
+                              f"{cls.__module__}.{cls.__name__}")
+        table[name] = cls
+    return register
+
+
 def collect_providers(plugin_manager: pluggy.PluginManager) -> tuple[dict, dict]:
     """{name: class} of every payment and shipping provider the plugins register."""
     payment: dict[str, type] = {}
     shipping: dict[str, type] = {}
-
-    def into(table, kind):
-        def register(cls):
-            name = getattr(cls, "name", None)
-            if not name:
-                raise TypeError(f"{kind} provider {cls!r} has no name")
-            if name in table and table[name] is not cls:
-                raise ValueError(f"two {kind} providers are named {name!r}")
-            table[name] = cls
-        return register
-
-    plugin_manager.hook.register_payment_providers(register=into(payment, "payment"))
-    plugin_manager.hook.register_shipping_providers(register=into(shipping, "shipping"))
+    plugin_manager.hook.register_payment_providers(
+        register=_registrar(payment, PaymentProvider, "payment"))
+    plugin_manager.hook.register_shipping_providers(
+        register=_registrar(shipping, ShippingProvider, "shipping"))
     return payment, shipping
 
 
 def get_plugins(plugin_manager: pluggy.PluginManager) -> list[dict]:
-    """Name, version, hooks and providers of each loaded plugin."""
-    dists = {id(plugin): dist for plugin, dist in plugin_manager.list_plugin_distinfo()}
+    """Name, distribution, version, hooks and providers of each loaded plugin."""
+    distributions = getattr(plugin_manager, "distributions", {})
+    by_plugin: dict[int, dict[str, list[str]]] = {}
+    # Ask each plugin's own hookimpl, so every provider is attributed to its plugin.
+    for hook, key in (("register_payment_providers", "payment_providers"),
+                      ("register_shipping_providers", "shipping_providers")):
+        for impl in getattr(plugin_manager.hook, hook).get_hookimpls():
+            names: list[str] = by_plugin.setdefault(id(impl.plugin), {}).setdefault(key, [])
+            impl.function(register=lambda cls, names=names: names.append(getattr(cls, "name", "?")))
     out = []
     for plugin in plugin_manager.get_plugins():
         name = plugin_manager.get_name(plugin)
-        dist = dists.get(id(plugin))
-        hooks = sorted(h.name for h in plugin_manager.get_hookcallers(plugin) or [])
-        payment, shipping = [], []
-        for hook, bucket in (("register_payment_providers", payment),
-                             ("register_shipping_providers", shipping)):
-            impl = getattr(plugin, hook, None)
-            if impl is not None:
-                impl(register=lambda cls, b=bucket: b.append(cls.name))
+        dist = distributions.get(name)
+        provided = by_plugin.get(id(plugin), {})
         out.append({
             "name": name,
             "distribution": dist.metadata["Name"] if dist else None,
             "version": dist.version if dist else None,
-            "hooks": hooks,
-            "payment_providers": payment,
-            "shipping_providers": shipping,
+            "hooks": sorted(h.name for h in plugin_manager.get_hookcallers(plugin) or []),
+            "payment_providers": sorted(provided.get("payment_providers", [])),
+            "shipping_providers": sorted(provided.get("shipping_providers", [])),
         })
     return sorted(out, key=lambda p: p["name"])

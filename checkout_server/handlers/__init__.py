@@ -1,8 +1,8 @@
 """HTTP handlers, one module per area; each ends in its `default_handlers` URL list."""
 
-from . import account, admin, cart, checkout, health, orders
+from . import account, admin, cart, checkout, health, methods, orders
 
-AREAS = (health, account, cart, checkout, orders, admin)
+AREAS = (health, account, cart, checkout, orders, admin, methods)
 
 
 def all_handlers() -> list:

@@ -1,3 +1,65 @@
-"""Handlers for the account area."""
+"""The shopper's profile and address book."""
 
-default_handlers: list = []
+from __future__ import annotations
+
+from ..schemas import AddressSchema, ProfileSchema
+from ..storage.customers import PROFILE_FIELDS
+from .base import APIError, BaseHandler
+
+# An address book is part of the customer document: keep it small.
+MAX_ADDRESSES = 50
+ADDRESS_FIELDS = ("id", "line1", "line2", "city", "postal_code", "country")
+
+
+def profile_json(customer: dict) -> dict:
+    profile = {field: customer.get(field) for field in PROFILE_FIELDS}
+    return {"id": customer["_id"], **profile, "complete": all(profile.values())}
+
+
+def address_json(address: dict) -> dict:
+    return {field: address.get(field, "") for field in ADDRESS_FIELDS}
+
+
+class ProfileHandler(BaseHandler):
+    auth = "customer"
+
+    async def get(self):
+        self.send(profile_json(self.customer))
+
+    async def patch(self):
+        changes = self.json_body(ProfileSchema(), partial=True)
+        customer = await self.storage.customers.update_profile(self.customer["_id"], changes)
+        self.send(profile_json(customer))
+
+
+class AddressesHandler(BaseHandler):
+    auth = "customer"
+
+    async def get(self):
+        addresses = (self.customer.get("addresses") or {}).values()
+        self.send([address_json(a) for a in sorted(addresses, key=lambda a: a["id"])])
+
+    async def post(self):
+        address = self.json_body(AddressSchema())
+        if len(self.customer.get("addresses") or {}) >= MAX_ADDRESSES:
+            raise APIError(400, f"an address book holds at most {MAX_ADDRESSES} addresses")
+        stored = await self.storage.customers.add_address(self.customer["_id"], address)
+        self.send(address_json(stored), status=201)
+
+
+class AddressHandler(BaseHandler):
+    auth = "customer"
+
+    async def delete(self, address_id: str):
+        # Another customer's address answers exactly as a missing one.
+        address_id = self.int_argument(address_id, "address")
+        if not await self.storage.customers.delete_address(self.customer["_id"], address_id):
+            raise APIError(404, "address not found")
+        self.send(None, status=204)
+
+
+default_handlers = [
+    (r"/api/shop/profile", ProfileHandler),
+    (r"/api/shop/addresses", AddressesHandler),
+    (r"/api/shop/addresses/([^/]+)", AddressHandler),
+]

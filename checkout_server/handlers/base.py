@@ -2,6 +2,11 @@
 
 Every handler is authenticated unless its class says `auth = "public"`; the app refuses to
 start with a handler whose `auth` is anything but "customer", "admin" or "public".
+
+Customer tokens are stored only as SHA-256 hashes (a token is 32 random bytes, so a plain
+hash is enough); the raw token is shown once, when the customer is created. The admin token
+is compared in constant time. Every answer, errors included, is JSON; no traceback ever
+reaches a client.
 """
 
 from __future__ import annotations
@@ -10,16 +15,21 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 from http import HTTPStatus
 
 import tornado.web
 from marshmallow import Schema, ValidationError
 
+from ..storage import UNAVAILABLE_ERRORS
+
 log = logging.getLogger("checkout_server.api")
 
 AUTH_LEVELS = ("customer", "admin", "public")
+# The largest body a handler reads; the HTTP server's own limit (cli.py) is higher, so a
+# body between the two gets a JSON 413 instead of a dropped connection.
 MAX_BODY_BYTES = 64 * 1024
+MAX_TOKEN_LENGTH = 256
+VERBS = ("get", "post", "put", "patch", "delete", "head", "options")
 
 
 def hash_token(token: str) -> str:
@@ -42,6 +52,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, **kwargs):
         self.customer: dict | None = None
         self.is_admin = False
+        # Requests in flight, so a SIGTERM can wait for them before closing (cli.py).
+        self.application.__dict__.setdefault("inflight_requests", set()).add(self)
+
+    def on_finish(self):
+        self.application.__dict__.get("inflight_requests", set()).discard(self)
 
     # -- settings through properties
     @property
@@ -62,49 +77,58 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_header("Cache-Control", "no-store")
 
     async def prepare(self):
-        length = self.request.headers.get("Content-Length")
-        if (length and length.isdigit() and int(length) > MAX_BODY_BYTES) or len(self.request.body or b"") > MAX_BODY_BYTES:
+        # A verb this route does not have is 405 before anything else, token or not.
+        verb = self.request.method.lower()
+        if verb in VERBS and getattr(type(self), verb) is getattr(tornado.web.RequestHandler, verb):
+            allowed = [v.upper() for v in VERBS
+                       if getattr(type(self), v) is not getattr(tornado.web.RequestHandler, v)]
+            raise APIError(405, f"method {self.request.method} not allowed here",
+                           headers={"Allow": ", ".join(allowed)})
+        if len(self.request.body or b"") > MAX_BODY_BYTES:
             raise APIError(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
         if self.auth == "public":
             return
         token = self._token()
         if self.auth == "admin":
-            expected = self.settings.get("admin_token") or os.environ.get("CHECKOUT_ADMIN_TOKEN")
+            expected = self.settings.get("admin_token")
             if token and expected and hmac.compare_digest(token.encode(), expected.encode()):
                 self.is_admin = True
                 return
             if token and await self.storage.customers.by_token_hash(hash_token(token)):
                 raise APIError(403, "this endpoint needs the admin token")
-            raise APIError(401, "authentication required: send 'Authorization: Token <admin token>'")
+            raise APIError(401, "authentication required: send 'Authorization: Token <admin token>'",
+                           headers={"WWW-Authenticate": "Token"})
         customer = await self.storage.customers.by_token_hash(hash_token(token)) if token else None
         if customer is None:
-            raise APIError(401, "authentication required: send 'Authorization: Token <your token>'")
+            raise APIError(401, "authentication required: send 'Authorization: Token <your token>'",
+                           headers={"WWW-Authenticate": "Token"})
         self.customer = customer
 
     def _token(self) -> str | None:
         header = self.request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        if scheme.lower() != "token" or not token or len(token) > 256:
+        if scheme.lower() != "token" or not token or len(token) > MAX_TOKEN_LENGTH:
             return None
         return token
 
     # -- JSON in
     def json_body(self, schema: Schema | None = None, *, partial: bool = False) -> dict:
-        """The request body as a JSON object, validated by `schema` when given."""
-        content_type = self.request.headers.get("Content-Type", "")
-        if content_type and "json" not in content_type.lower():
-            raise APIError(400, "the request body must be JSON (Content-Type: application/json)")
+        """The request body as a JSON object, validated by `schema` when given.
+
+        Any Content-Type is read as JSON (curl's default form type included): the token
+        header, not the content type, is what keeps browsers' cross-site posts out.
+        """
         try:
-            data = json.loads(self.request.body or b"null")
-        except (ValueError, UnicodeDecodeError):
+            data = json.loads(self.request.body or b"null", parse_constant=_reject_constant)
+        except (ValueError, UnicodeDecodeError, RecursionError):
             raise APIError(400, "the request body is not valid JSON") from None
         if not isinstance(data, dict):
             raise APIError(400, "the request body must be a JSON object")
         if schema is None:
             return data
         try:
-            return schema.load(data, partial=partial)
+            return schema.load(data, partial=partial or None)
         except ValidationError as exc:
             fields = _flatten(exc.normalized_messages())
             first = next(iter(fields.items()))
@@ -112,7 +136,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def int_argument(self, value: str, what: str) -> int:
         """A path or query id: a positive integer, else 404 as for a missing object."""
-        if not value.isdigit() or len(value) > 18:
+        if not (value.isascii() and value.isdigit()) or len(value) > 15:
             raise APIError(404, f"{what} not found")
         return int(value)
 
@@ -133,12 +157,17 @@ class BaseHandler(tornado.web.RequestHandler):
                 body["fields"] = exc.fields
             for name, value in exc.headers.items():
                 self.set_header(name, value)
+        elif isinstance(exc, UNAVAILABLE_ERRORS):
+            self.set_status(503)
+            body["error"] = "service unavailable: the database does not answer"
         elif status_code >= 500:
             body["error"] = "internal server error"
         elif status_code == 405:
             body["error"] = f"method {self.request.method} not allowed here"
         elif status_code == 404:
             body["error"] = "not found"
+        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            body["error"] = exc.log_message % exc.args if exc.args else exc.log_message
         else:
             body["error"] = self._reason or HTTPStatus(status_code).phrase
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -157,6 +186,10 @@ class NotFoundHandler(BaseHandler):
 
     async def prepare(self):
         raise APIError(404, f"no such endpoint: {self.request.path}")
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def _flatten(messages, prefix="") -> dict[str, list[str]]:

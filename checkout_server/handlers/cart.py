@@ -1,3 +1,82 @@
-"""Handlers for the cart area."""
+"""The shopper's cart: quantities stored on the customer, priced from the catalog."""
 
-default_handlers: list = []
+from __future__ import annotations
+
+from ..carts import cart_json, load_cart
+from ..schemas import MAX_QUANTITY_PER_LINE, CartItemSchema, CartQuantitySchema
+from .base import APIError, BaseHandler
+
+# A cart is part of the customer document: keep it small.
+MAX_CART_LINES = 100
+
+
+class CartBase(BaseHandler):
+    auth = "customer"
+
+    async def send_cart(self, customer: dict) -> None:
+        loaded = await load_cart(self.storage, customer, self.methods.site.currency)
+        body = cart_json(loaded.cart)
+        if loaded.unavailable:
+            # Lines whose product was removed or deactivated: not priced, not orderable.
+            body["unavailable"] = loaded.unavailable
+        self.send(body)
+
+    async def available_product(self, product_id: int, field: str | None = "product") -> dict:
+        product = await self.storage.products.get(product_id)
+        if product is None or not product.get("active", True):
+            message = f"product {product_id} does not exist or is not for sale"
+            raise APIError(400, message, {field: [message]} if field else None)
+        return product
+
+    def check_line_count(self, product_id: int) -> None:
+        cart = self.customer.get("cart") or {}
+        if str(product_id) not in cart and len(cart) >= MAX_CART_LINES:
+            raise APIError(400, f"a cart holds at most {MAX_CART_LINES} different products")
+
+
+class CartHandler(CartBase):
+    async def get(self):
+        await self.send_cart(self.customer)
+
+
+class CartItemsHandler(CartBase):
+    async def post(self):
+        item = self.json_body(CartItemSchema())
+        product_id, quantity = item["product"], item["quantity"]
+        await self.available_product(product_id)
+        self.check_line_count(product_id)
+        customer = await self.storage.customers.add_to_cart(
+            self.customer["_id"], product_id, quantity, max_quantity=MAX_QUANTITY_PER_LINE)
+        if customer is None:
+            message = f"a cart line holds at most {MAX_QUANTITY_PER_LINE} units"
+            raise APIError(400, message, {"quantity": [message]})
+        await self.send_cart(customer)
+
+
+class CartItemHandler(CartBase):
+    async def put(self, product_id: str):
+        product_id = self._product_id(product_id)
+        quantity = self.json_body(CartQuantitySchema())["quantity"]
+        if quantity > 0:
+            await self.available_product(product_id, field=None)
+            self.check_line_count(product_id)
+        customer = await self.storage.customers.set_cart_quantity(self.customer["_id"], product_id, quantity)
+        await self.send_cart(customer)
+
+    async def delete(self, product_id: str):
+        product_id = self._product_id(product_id)
+        customer = await self.storage.customers.set_cart_quantity(self.customer["_id"], product_id, 0)
+        await self.send_cart(customer)
+
+    def _product_id(self, value: str) -> int:
+        if not (value.isascii() and value.isdigit()) or len(value) > 15 or int(value) < 1:
+            message = f"{value[:40]!r} is not a product id"
+            raise APIError(400, f"product: {message}", {"product": [message]})
+        return int(value)
+
+
+default_handlers = [
+    (r"/api/shop/cart", CartHandler),
+    (r"/api/shop/cart/items", CartItemsHandler),
+    (r"/api/shop/cart/items/([^/]+)", CartItemHandler),
+]

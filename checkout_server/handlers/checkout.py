@@ -1,3 +1,119 @@
-"""Handlers for the checkout area."""
+"""Checkout: POST /api/shop/checkout/cart, and the gateway's return and notifications."""
 
-default_handlers: list = []
+from __future__ import annotations
+
+import logging
+from urllib.parse import quote
+
+from ..checkout import CheckoutError, checkout_cart
+from ..providers import GatewayError, NotificationError
+from ..schemas import CheckoutSchema
+from ..settlement import PENDING, order_info, result_of, settle
+from .base import APIError, BaseHandler
+
+log = logging.getLogger("checkout_server.checkout")
+
+
+class CheckoutCartHandler(BaseHandler):
+    auth = "customer"
+
+    async def post(self):
+        request = self.json_body(CheckoutSchema())
+        key = self.request.headers.get("Idempotency-Key")
+        try:
+            status, body = await checkout_cart(self.storage, self.methods, self.customer, request, key)
+        except CheckoutError as exc:
+            raise APIError(exc.status, exc.message, exc.fields) from None
+        self.send(body, status)
+
+
+class _PaymentMethodHandler(BaseHandler):
+    """Shared by the return and notify endpoints: the method from the path."""
+
+    auth = "public"
+
+    def payment_method(self, table, method_id: str):
+        method = table.payment.get(self.int_argument(method_id, "payment method"))
+        if method is None:
+            raise APIError(404, "payment method not found")
+        return method
+
+
+class PaymentReturnHandler(_PaymentMethodHandler):
+    """The shopper's browser, back from the gateway: verify with the gateway, settle, 302."""
+
+    async def get(self, method_id: str):
+        table = self.methods
+        method = self.payment_method(table, method_id)
+        order_key = self.get_query_argument("order", "")
+        order = await self.storage.orders.get(order_key) if order_key else None
+        if order is None or order.get("stock") == "reserving":
+            raise APIError(404, "order not found")
+        if order.get("payment_method") != method.id:
+            raise APIError(400, f"order {order_key} was not paid with payment method {method.id}")
+        result = result_of(order)
+        if order["status"] == "HOLD":
+            params = {name: self.get_query_argument(name) for name in self.request.query_arguments}
+            check = None
+            try:
+                check = await method.provider.verify_return(order_info(order), params)
+            except GatewayError as exc:
+                # Not decided: the order stays on HOLD for a notification or the expiry sweep.
+                log.warning("order %s: could not verify the return with the gateway: %s", order_key, exc)
+            except Exception:
+                log.exception("order %s: payment method %s failed to verify the return", order_key, method.id)
+            result = (await settle(self.storage, table, order, check)).result if check else PENDING
+        self.redirect_to_site(order["_id"], result)
+
+    def redirect_to_site(self, order_key: str, result: str) -> None:
+        url = (self.methods.site.return_url
+               .replace("{order_key}", quote(order_key, safe=""))
+               .replace("{result}", result))
+        self.set_status(302)
+        self.set_header("Location", url)
+        self.finish()
+
+
+class PaymentNotifyHandler(_PaymentMethodHandler):
+    """Server-to-server notification (webhook): verified by the provider, then settled."""
+
+    async def post(self, method_id: str):
+        table = self.methods
+        method = self.payment_method(table, method_id)
+        try:
+            notification = await method.provider.parse_notification(dict(self.request.headers),
+                                                                    self.request.body or b"")
+        except NotificationError as exc:
+            raise APIError(400, f"notification refused: {exc}") from None
+        except GatewayError as exc:
+            raise APIError(503, f"the payment service is unavailable: {exc}") from None
+        if notification.order_key is None:
+            self.send({"status": "ignored"})
+            return
+        order = await self.storage.orders.get(notification.order_key)
+        if order is None or order.get("stock") == "reserving":
+            # Not ours yet (or at all): a gateway retries on an error answer.
+            raise APIError(404, "order not found")
+        if order.get("payment_method") != method.id:
+            raise APIError(400, f"order {order['_id']} was not paid with payment method {method.id}")
+        if notification.event_id and notification.event_id in (order.get("events") or []):
+            self.send({"status": "duplicate", "order_key": order["_id"], "result": result_of(order)})
+            return
+        check = notification.check
+        if check is None and order["status"] == "HOLD":
+            try:
+                check = await method.provider.check(order_info(order))
+            except GatewayError as exc:
+                raise APIError(503, f"the payment service is unavailable: {exc}") from None
+        outcome = await settle(self.storage, table, order, check) if check is not None else None
+        if notification.event_id:
+            await self.storage.orders.add_event(order["_id"], notification.event_id)
+        self.send({"status": "ok", "order_key": order["_id"],
+                   "result": outcome.result if outcome else result_of(order)})
+
+
+default_handlers = [
+    (r"/api/shop/checkout/cart", CheckoutCartHandler),
+    (r"/api/shop/checkout/return/([^/]+)", PaymentReturnHandler),
+    (r"/api/shop/checkout/notify/([^/]+)", PaymentNotifyHandler),
+]

@@ -5,13 +5,19 @@ updates with guard filters, map paths instead of positional array updates, integ
 string ids) and is proven on every backend by tests/storage_contract.
 """
 
+from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
+
 from .counters import Counters
 from .customers import Customers
 from .idempotency import IdempotencyKeys
 from .orders import Orders
 from .products import Products
+from .sandbox import SandboxPayments
 
-__all__ = ["Storage", "Counters", "Customers", "IdempotencyKeys", "Orders", "Products"]
+# Errors that mean "the database is not answering now": a 503, not a 500.
+UNAVAILABLE_ERRORS = (ConnectionFailure, ServerSelectionTimeoutError)
+
+__all__ = ["UNAVAILABLE_ERRORS", "Counters", "Customers", "IdempotencyKeys", "Orders", "Products", "Storage"]
 
 
 class Storage:
@@ -25,6 +31,7 @@ class Storage:
         self.products = Products(db.products, self.counters)
         self.orders = Orders(db.orders, self.counters)
         self.idempotency = IdempotencyKeys(db.idempotency)
+        self.sandbox_payments = SandboxPayments(db.sandbox_payments)
 
     @classmethod
     def connect(cls, uri: str, db_name: str | None = None, **client_options):
@@ -48,7 +55,7 @@ class Storage:
         try:
             await self.db.command("ping")
             return True
-        except Exception:
+        except Exception:  # noqa: BLE001 -- any failure means "not healthy"
             return False
 
     def close(self) -> None:

@@ -9,6 +9,8 @@ import time
 
 from pymongo import ReturnDocument
 
+from .bulk import guarded_updates
+
 PROFILE_FIELDS = ("first_name", "last_name", "email", "phone")
 
 
@@ -19,6 +21,7 @@ class Customers:
 
     async def create_indexes(self) -> None:
         await self.collection.create_index("token_hash", unique=True)
+        await self.collection.create_index("email")
 
     async def create(self, token_hash: str, profile: dict) -> dict:
         customer_id = await self.counters.next_value("customers")
@@ -38,6 +41,14 @@ class Customers:
 
     async def get(self, customer_id: int) -> dict | None:
         return await self.collection.find_one({"_id": customer_id})
+
+    async def find_by_email(self, email: str) -> dict | None:
+        return await self.collection.find_one({"email": email})
+
+    async def set_token_hash(self, customer_id: int, token_hash: str) -> bool:
+        """Replace the customer's token (the old one stops working at once)."""
+        result = await self.collection.update_one({"_id": customer_id}, {"$set": {"token_hash": token_hash}})
+        return result.matched_count == 1
 
     async def update_profile(self, customer_id: int, changes: dict) -> dict | None:
         changes = {k: v for k, v in changes.items() if k in PROFILE_FIELDS}
@@ -63,11 +74,15 @@ class Customers:
         return result.modified_count == 1
 
     # -- cart: {"<product id>": quantity}
-    async def add_to_cart(self, customer_id: int, product_id: int, quantity: int) -> dict | None:
+    async def add_to_cart(self, customer_id: int, product_id: int, quantity: int,
+                          max_quantity: int | None = None) -> dict | None:
+        """Add to a line; with `max_quantity`, only if the line stays within it (else None)."""
+        path = f"cart.{int(product_id)}"
+        guard: dict = {"_id": customer_id}
+        if max_quantity is not None:
+            guard["$or"] = [{path: {"$exists": False}}, {path: {"$lte": max_quantity - quantity}}]
         return await self.collection.find_one_and_update(
-            {"_id": customer_id},
-            {"$inc": {f"cart.{int(product_id)}": quantity}},
-            return_document=ReturnDocument.AFTER,
+            guard, {"$inc": {path: quantity}}, return_document=ReturnDocument.AFTER
         )
 
     async def set_cart_quantity(self, customer_id: int, product_id: int, quantity: int) -> dict | None:
@@ -89,22 +104,21 @@ class Customers:
         )
         emptied = [p for p, q in ((doc or {}).get("cart") or {}).items() if q <= 0]
         # A line that reached zero (or less, if the shopper lowered it meanwhile) goes;
-        # the guard keeps a line the shopper refilled in the meantime.
-        for product_key in emptied:
-            path = f"cart.{product_key}"
-            await self.collection.update_one(
-                {"_id": customer_id, path: {"$lte": 0}}, {"$unset": {path: ""}}
-            )
+        # the guard keeps a line the shopper refilled in the meantime. One bulk for all.
+        await guarded_updates(self.collection, [
+            ({"_id": customer_id, f"cart.{key}": {"$lte": 0}}, {"$unset": {f"cart.{key}": ""}})
+            for key in emptied
+        ])
 
     # -- checkout lock: one checkout per customer at a time
-    async def acquire_checkout_lock(self, customer_id: int, seconds: float) -> bool:
+    async def acquire_checkout_lock(self, customer_id: int, seconds: float) -> dict | None:
+        """Take the lock: the customer as it is now (the checkout's one read), else None."""
         now = time.time()
-        doc = await self.collection.find_one_and_update(
+        return await self.collection.find_one_and_update(
             {"_id": customer_id, "checkout_lock": {"$lt": now}},
             {"$set": {"checkout_lock": now + seconds}},
-            projection={"_id": 1},
+            return_document=ReturnDocument.AFTER,
         )
-        return doc is not None
 
     async def release_checkout_lock(self, customer_id: int, last_checkout: dict | None = None) -> None:
         update = {"checkout_lock": 0.0}

@@ -54,6 +54,10 @@ def _is_nx_process(pid: int) -> bool:
     return b"nx-27017" in cmdline or b"nx_27017" in cmdline
 
 
+class EmbeddedExited(RuntimeError):
+    """The embedded server exited before it listened."""
+
+
 class EmbeddedMongo:
     """Start, wait for and stop one nx-27017 server whose data lives in `data_dir`."""
 
@@ -92,10 +96,23 @@ class EmbeddedMongo:
         self.pid_file.unlink(missing_ok=True)
 
     def start(self, timeout: float = 30.0) -> str:
+        """Start the server and wait until it listens; returns its URI."""
         self.db_dir.mkdir(parents=True, exist_ok=True)
         self._stop_leftover()
-        if self.port is None:
-            self.port = free_port(self.host)
+        fixed_port = self.port is not None
+        # A free port can be taken by someone else before the child binds it: try another.
+        for attempt in range(1 if fixed_port else 3):
+            if not fixed_port:
+                self.port = free_port(self.host)
+            try:
+                return self._start_once(timeout)
+            except EmbeddedExited:
+                if fixed_port or attempt == 2:
+                    raise
+                log.warning("embedded database exited at start on port %s: retrying", self.port)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> str:
         log_file = self.data_dir / "nx-27017.log"
         cmd = _nx_command() + [
             "--data-dir", str(self.db_dir),
@@ -118,7 +135,10 @@ class EmbeddedMongo:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 tail = log_file.read_text()[-2000:] if log_file.exists() else ""
-                raise RuntimeError(f"embedded database exited with {self.process.returncode}: {tail}")
+                code = self.process.returncode
+                self.process = None
+                self.pid_file.unlink(missing_ok=True)
+                raise EmbeddedExited(f"embedded database exited with {code}: {tail}")
             try:
                 with socket.create_connection((self.host, self.port), timeout=0.5):
                     return

@@ -1,6 +1,6 @@
 """Idempotency keys: the first answer to a keyed request, replayed for repeats."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from pymongo.errors import DuplicateKeyError
 
@@ -19,7 +19,7 @@ class IdempotencyKeys:
                 "_id": key_id,
                 "request_hash": request_hash,
                 "state": "running",
-                "created_at": datetime.now(timezone.utc),
+                "created_at": datetime.now(UTC),
             })
             return None
         except DuplicateKeyError:
@@ -35,6 +35,6 @@ class IdempotencyKeys:
         await self.collection.delete_one({"_id": key_id, "state": "running"})
 
     async def purge_older_than(self, age: timedelta) -> int:
-        cutoff = datetime.now(timezone.utc) - age
+        cutoff = datetime.now(UTC) - age
         result = await self.collection.delete_many({"created_at": {"$lt": cutoff}})
         return result.deleted_count

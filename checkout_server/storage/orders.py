@@ -5,13 +5,12 @@ state of the order's units: reserving -> held -> committed | released. Every cha
 either is a single guarded update, so only one of several racing writers wins.
 """
 
-from datetime import datetime, timezone
-
-from pymongo import ReturnDocument
+import copy
+from datetime import UTC, datetime
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Orders:
@@ -29,7 +28,11 @@ class Orders:
         return f"ORD-{year}-{seq:06d}"
 
     async def insert(self, doc: dict) -> None:
-        await self.collection.insert_one(doc)
+        """Insert a new order; `rev` (the revision `transition` guards on) starts at 0.
+
+        `events` starts as an empty list: nx-27017 ignores `$addToSet` on a missing field.
+        """
+        await self.collection.insert_one({"rev": 0, "events": [], **doc})
 
     async def get(self, order_key: str) -> dict | None:
         return await self.collection.find_one({"_id": order_key})
@@ -50,13 +53,39 @@ class Orders:
 
     async def transition(self, order_key: str, expect: dict, changes: dict,
                          history: dict | None = None) -> dict | None:
-        """Apply `changes` only if the order still matches `expect`; the new order or None."""
-        update: dict = {"$set": {**changes, "updated_at": _now()}}
-        if history is not None:
-            update["$push"] = {"history": {"at": _now(), **history}}
-        return await self.collection.find_one_and_update(
-            {"_id": order_key, **expect}, update, return_document=ReturnDocument.AFTER
-        )
+        """Apply `changes` only if the order still matches `expect`; the new order or None.
+
+        `changes` may use dotted paths ("payment.reference"). The order is read, changed
+        in memory, and written back whole, guarded by `expect` and its revision `rev`:
+        nx-27017 stores a datetime or boolean written by `$set` as a string or 0/1, and a
+        subdocument written by `$push` as a JSON string, while a whole document keeps
+        every type. Of racing writers with the same `expect`, exactly one wins; a writer
+        that lost only to an unrelated change (another field) reads again and retries.
+        """
+        for _attempt in range(50):
+            current = await self.collection.find_one({"_id": order_key, **expect})
+            if current is None:
+                return None
+            now = _now()
+            updated = copy.deepcopy(current)
+            for path, value in {**changes, "updated_at": now}.items():
+                _set_path(updated, path, value)
+            if history is not None:
+                updated["history"] = [*current.get("history", []), {"at": now, **history}]
+            updated["rev"] = current.get("rev", 0) + 1
+            result = await self.collection.replace_one(
+                {"_id": order_key, **expect, "rev": current.get("rev", 0)}, updated)
+            if result.matched_count == 1:
+                return updated
+        raise RuntimeError(f"order {order_key}: too many concurrent changes")
+
+    async def add_event(self, order_key: str, event_id: str) -> None:
+        """Remember a gateway notification's event id on the order (de-duplication)."""
+        result = await self.collection.update_one({"_id": order_key}, {"$addToSet": {"events": str(event_id)}})
+        if result.matched_count and not result.modified_count:
+            # nx-27017 ignores $addToSet on a missing field: start the list where there is none.
+            await self.collection.update_one({"_id": order_key, "events": {"$exists": False}},
+                                             {"$set": {"events": [str(event_id)]}})
 
     async def delete(self, order_key: str, expect: dict) -> bool:
         result = await self.collection.delete_one({"_id": order_key, **expect})
@@ -68,3 +97,14 @@ class Orders:
 
     async def count(self, query: dict) -> int:
         return await self.collection.count_documents(query)
+
+
+def _set_path(doc: dict, path: str, value) -> None:
+    """`$set` semantics for one dotted path, on a document in memory."""
+    *parents, leaf = path.split(".")
+    for name in parents:
+        child = doc.get(name)
+        if not isinstance(child, dict):
+            child = doc[name] = {}
+        doc = child
+    doc[leaf] = value

@@ -8,11 +8,26 @@ lets a reconciler tell, after a crash, exactly which lines of an order were take
 - commit:  marker present              -> unset marker (the units stay sold)
 `received` counts every unit ever put into stock (initial stock plus restocks), so
 `received == stock + units held by HOLD and PROCESSING orders` can be checked at any time.
+
+No query here filters on a boolean: nx-27017 stores a boolean written by `$set` as 0/1
+(and then matches `true` against 1), so booleans are only ever read, and normalised.
 """
 
-from pymongo import ReturnDocument, UpdateOne
+from pymongo import ReturnDocument
+
+from .bulk import guarded_updates
 
 PRODUCT_FIELDS = ("name", "price", "digital", "weight", "active")
+BOOLEAN_FIELDS = ("digital", "active")
+
+
+def _product(doc: dict | None) -> dict | None:
+    """A product as read back: nx-27017 turns booleans written by `$set` into 0/1."""
+    if doc is not None:
+        for name in BOOLEAN_FIELDS:
+            if name in doc:
+                doc[name] = bool(doc[name])
+    return doc
 
 
 def _hold(order_key: str) -> str:
@@ -45,76 +60,67 @@ class Products:
         return doc
 
     async def get(self, product_id: int) -> dict | None:
-        return await self.collection.find_one({"_id": product_id})
+        return _product(await self.collection.find_one({"_id": product_id}))
 
     async def get_many(self, product_ids) -> dict[int, dict]:
         ids = [int(p) for p in product_ids]
         if not ids:
             return {}
         docs = await self.collection.find({"_id": {"$in": ids}}, {"holds": 0}).to_list(None)
-        return {doc["_id"]: doc for doc in docs}
+        return {doc["_id"]: _product(doc) for doc in docs}
 
     async def find_by_name(self, name: str) -> dict | None:
-        return await self.collection.find_one({"name": name})
+        return _product(await self.collection.find_one({"name": name}))
 
     async def update(self, product_id: int, changes: dict) -> dict | None:
         changes = {k: v for k, v in changes.items() if k in PRODUCT_FIELDS}
         if not changes:
             return await self.get(product_id)
-        return await self.collection.find_one_and_update(
+        return _product(await self.collection.find_one_and_update(
             {"_id": product_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
-        )
+        ))
 
-    async def adjust_stock(self, product_id: int, delta: int) -> dict | None:
-        """Restock (delta > 0) or write off (delta < 0) units; never below zero."""
-        guard = {"_id": product_id}
-        if delta < 0:
+    async def adjust_stock(self, product_id: int, delta: int, expect_stock: int | None = None) -> dict | None:
+        """Restock (delta > 0) or write off (delta < 0) units; never below zero.
+
+        With `expect_stock`, only if the stock is still exactly that (else None): lets an
+        admin set an absolute count without losing a checkout's concurrent decrement.
+        """
+        guard: dict = {"_id": product_id}
+        if expect_stock is not None:
+            guard["stock"] = expect_stock
+            if expect_stock + delta < 0:
+                return None
+        elif delta < 0:
             guard["stock"] = {"$gte": -delta}
-        return await self.collection.find_one_and_update(
+        return _product(await self.collection.find_one_and_update(
             guard,
             {"$inc": {"stock": delta, "received": delta}},
             return_document=ReturnDocument.AFTER,
-        )
+        ))
 
     async def reserve(self, order_key: str, lines: dict[int, int]) -> int:
         """Take `lines` {product: quantity} for an order; returns how many lines held."""
-        ops = [
-            UpdateOne(
-                {"_id": int(p), "stock": {"$gte": q}, _hold(order_key): {"$exists": False}},
-                {"$inc": {"stock": -q}, "$set": {_hold(order_key): q}},
-            )
+        return await guarded_updates(self.collection, [
+            ({"_id": int(p), "stock": {"$gte": q}, _hold(order_key): {"$exists": False}},
+             {"$inc": {"stock": -q}, "$set": {_hold(order_key): q}})
             for p, q in lines.items()
-        ]
-        if not ops:
-            return 0
-        result = await self.collection.bulk_write(ops, ordered=False)
-        return result.modified_count
+        ])
 
     async def release(self, order_key: str, lines: dict[int, int]) -> int:
         """Give back the units an order holds; lines it does not hold are left alone."""
-        ops = [
-            UpdateOne(
-                {"_id": int(p), _hold(order_key): q},
-                {"$inc": {"stock": q}, "$unset": {_hold(order_key): ""}},
-            )
+        return await guarded_updates(self.collection, [
+            ({"_id": int(p), _hold(order_key): q},
+             {"$inc": {"stock": q}, "$unset": {_hold(order_key): ""}})
             for p, q in lines.items()
-        ]
-        if not ops:
-            return 0
-        result = await self.collection.bulk_write(ops, ordered=False)
-        return result.modified_count
+        ])
 
     async def commit(self, order_key: str, product_ids) -> int:
         """Drop an order's markers once its units are sold for good."""
-        ops = [
-            UpdateOne({"_id": int(p), _hold(order_key): {"$exists": True}},
-                      {"$unset": {_hold(order_key): ""}})
+        return await guarded_updates(self.collection, [
+            ({"_id": int(p), _hold(order_key): {"$exists": True}}, {"$unset": {_hold(order_key): ""}})
             for p in product_ids
-        ]
-        if not ops:
-            return 0
-        result = await self.collection.bulk_write(ops, ordered=False)
-        return result.modified_count
+        ])
 
     async def held_by(self, order_key: str, product_ids) -> dict[int, int]:
         """{product: quantity} the order still holds a marker for."""
@@ -127,4 +133,4 @@ class Products:
         return {doc["_id"]: doc["holds"][order_key] for doc in docs}
 
     async def all(self) -> list[dict]:
-        return await self.collection.find({}).sort("_id", 1).to_list(None)
+        return [_product(doc) for doc in await self.collection.find({}).sort("_id", 1).to_list(None)]

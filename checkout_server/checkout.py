@@ -1,0 +1,295 @@
+"""The checkout: validate the cart, create the order, reserve its stock, start its payment.
+
+`checkout_cart` is the whole of POST /api/shop/checkout/cart below HTTP. It answers
+`(status, body)` or raises `CheckoutError(status, message, fields)`; every path that fails
+after the order was written gives every unit back and leaves the cart as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+
+from . import reservations
+from .availability import payment_support, shipping_offer
+from .carts import LoadedCart, load_cart, to_address
+from .providers import GatewayError, PaymentStart, PaymentUrls
+from .settlement import complete_paid, order_info
+
+log = logging.getLogger("checkout_server.checkout")
+
+PROFILE_FIELDS = ("first_name", "last_name", "email", "phone")
+MAX_IDEMPOTENCY_KEY = 255
+# One checkout per customer at a time; a lock left by a crashed process expires after this.
+# Longer than any checkout takes (gateway timeouts included), shorter than
+# reservations.STALE_AFTER, so the reconciler never races a live checkout.
+LOCK_SECONDS = 90.0
+
+
+class CheckoutError(Exception):
+    """A checkout that ends in an error answer: `{"error": message}` (+ `fields`)."""
+
+    def __init__(self, status: int, message: str, fields: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields
+
+    def body(self) -> dict:
+        body = {"error": self.message}
+        if self.fields:
+            body["fields"] = self.fields
+        return body
+
+
+def utcnow() -> datetime:
+    """The clock (tests replace it to move the order year or hold expiry)."""
+    return datetime.now(timezone.utc)
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def checkout_fingerprint(customer: dict, request: dict) -> str:
+    """The cart and the request together: an unchanged repeat has the same fingerprint."""
+    cart = {str(p): int(q) for p, q in (customer.get("cart") or {}).items()}
+    return _digest({"cart": cart, "request": request})
+
+
+async def checkout_cart(storage, table, customer: dict, request: dict,
+                        idempotency_key: str | None = None) -> tuple[int, dict]:
+    """Run one checkout for `customer` (as authenticated) with the validated `request`."""
+    if idempotency_key is None:
+        return await _checkout_once(storage, table, customer, request)
+    if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
+        raise CheckoutError(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
+                            {"Idempotency-Key": [f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters"]})
+    key_id = f"{customer['_id']}:{idempotency_key}"
+    request_hash = _digest(request)
+    existing = await storage.idempotency.claim(key_id, request_hash)
+    if existing is not None:
+        if existing.get("request_hash") != request_hash:
+            raise CheckoutError(400, "this Idempotency-Key was already used with a different request body")
+        if existing.get("state") != "done":
+            raise CheckoutError(409, "a request with this Idempotency-Key is still being processed")
+        status, body = int(existing["status"]), existing["body"]
+        if status >= 400:  # replayed through the same error path, byte for byte
+            raise CheckoutError(status, body["error"], body.get("fields"))
+        return status, body
+    try:
+        status, body = await _checkout_once(storage, table, customer, request)
+    except CheckoutError as exc:
+        # A refusal is this request's answer; a conflict or an outage is not: let a retry run.
+        if exc.status == 400:
+            await storage.idempotency.finish(key_id, exc.status, exc.body())
+        else:
+            await storage.idempotency.forget(key_id)
+        raise
+    except BaseException:
+        await storage.idempotency.forget(key_id)
+        raise
+    await storage.idempotency.finish(key_id, status, body)
+    return status, body
+
+
+async def _checkout_once(storage, table, customer: dict, request: dict) -> tuple[int, dict]:
+    # The lock's read is the checkout's read of the customer: fresh, and taken under the lock.
+    locked = await storage.customers.acquire_checkout_lock(customer["_id"], LOCK_SECONDS)
+    if not locked:
+        raise CheckoutError(409, "a checkout of this cart is already in progress; try again in a moment")
+    customer = locked if isinstance(locked, dict) else customer
+    last_checkout = None
+    try:
+        fingerprint = checkout_fingerprint(customer, request)
+        previous = customer.get("last_checkout") or {}
+        if previous.get("fingerprint") == fingerprint:
+            order = await storage.orders.get(previous.get("order_key"))
+            if order is not None and order.get("status") == "HOLD" and order.get("stock") == "held":
+                return 200, answer_for(order)
+        body, hold = await place_order(storage, table, customer, request)
+        if hold:
+            last_checkout = {"fingerprint": fingerprint, "order_key": hold}
+        return 200, body
+    finally:
+        await storage.customers.release_checkout_lock(customer["_id"], last_checkout)
+
+
+def answer_for(order: dict) -> dict:
+    """The checkout's answer for an order: where to pay, or its key."""
+    next_step = (order.get("payment") or {}).get("next_step")
+    if order.get("status") == "HOLD" and next_step:
+        return {"next_step": next_step}
+    return {"order_key": order["_id"]}
+
+
+# -- validation (the seed page's six rules)
+
+def _validate(customer: dict, loaded: LoadedCart, request: dict, table):
+    """Check every rule; returns (problems {field: [messages]}, address doc, payment, shipping, cost)."""
+    problems: dict[str, list[str]] = {}
+
+    def refuse(field: str, message: str) -> None:
+        problems.setdefault(field, []).append(message)
+
+    cart = loaded.cart
+    for product_id in loaded.unavailable:
+        refuse("cart", f"product {product_id} in your cart is no longer available; remove it")
+    if not cart.lines:
+        if not loaded.unavailable:
+            refuse("cart", "your cart is empty")
+        return problems, None, None, None, None
+    for line in cart.lines:
+        left = int(loaded.products[line.product].get("stock", 0))
+        if left < line.quantity:
+            refuse("cart", _short_message(line.name, line.product, line.quantity, left))
+
+    missing = [name for name in PROFILE_FIELDS if not customer.get(name)]
+    if missing:
+        refuse("profile", f"your profile is incomplete: set {', '.join(missing)} (PATCH /api/shop/profile)")
+
+    address_doc = (customer.get("addresses") or {}).get(str(request["address"]))
+    if address_doc is None:
+        refuse("address", f"address {request['address']} is not one of your addresses")
+
+    payment = table.active_payment(request["payment_method"])
+    if payment is None:
+        refuse("payment_method", f"payment method {request['payment_method']} is not available")
+    else:
+        support = payment_support(payment, cart)
+        if not support:
+            refuse("payment_method", f"payment method {payment.id} ({payment.title}) cannot be used "
+                                     f"for this cart: {support.reason}")
+
+    shipping = table.active_shipping(request["shipping_method"])
+    cost = None
+    if shipping is None:
+        refuse("shipping_method", f"shipping method {request['shipping_method']} is not available")
+    elif address_doc is not None:
+        support, cost = shipping_offer(shipping, cart, to_address(address_doc))
+        if not support:
+            refuse("shipping_method", f"shipping method {shipping.id} ({shipping.title}) cannot be used "
+                                      f"for this cart and address: {support.reason}")
+    return problems, address_doc, payment, shipping, cost
+
+
+def _short_message(name: str, product_id: int, wanted: int, left: int) -> str:
+    if left <= 0:
+        return f"{name} (product {product_id}) is out of stock"
+    return f"not enough stock for {name} (product {product_id}): {left} left, {wanted} in your cart"
+
+
+def _refusal(problems: dict[str, list[str]]) -> CheckoutError:
+    messages = [message for field in problems.values() for message in field]
+    return CheckoutError(400, "; ".join(messages), problems)
+
+
+# -- the order and its payment
+
+def _build_order(order_key, customer, loaded, request, address_doc, payment, shipping, cost, site, now) -> dict:
+    cart = loaded.cart
+    name = f"{customer.get('first_name') or ''} {customer.get('last_name') or ''}".strip()
+    address = {k: address_doc.get(k, "") for k in ("id", "line1", "line2", "city", "postal_code", "country")}
+    return {
+        "_id": order_key,
+        "customer": customer["_id"],
+        "status": "HOLD",
+        "stock": "reserving",
+        "items": [{"product": line.product, "name": line.name, "quantity": line.quantity,
+                   "unit_price": line.unit_price, "line_total": line.line_total} for line in cart.lines],
+        "subtotal": cart.subtotal,
+        "shipping_cost": cost,
+        "total": cart.subtotal + cost,
+        "currency": site.currency,
+        "payment_method": payment.id,
+        "shipping_method": shipping.id,
+        "address": {"name": name, **address},
+        "billing": {"name": name, "email": customer.get("email"), "phone": customer.get("phone"),
+                    "address": address},
+        "notes": request.get("notes") or "",
+        "created_at": now,
+        "updated_at": now,
+        "hold_until": now + timedelta(minutes=site.hold_minutes),
+        "history": [{"status": "HOLD", "at": now, "reason": "order created"}],
+        "payment": {"provider": payment.provider.name, "flow": payment.provider.flow,
+                    "title": payment.title},
+        "shipping": {"provider": shipping.provider.name, "title": shipping.title},
+    }
+
+
+def payment_urls(site, method_id: int, order_key: str) -> PaymentUrls:
+    base = site.base_url
+    return PaymentUrls(return_url=f"{base}/api/shop/checkout/return/{method_id}?order={order_key}",
+                       notify_url=f"{base}/api/shop/checkout/notify/{method_id}")
+
+
+async def place_order(storage, table, customer: dict, request: dict) -> tuple[dict, str | None]:
+    """Validate, create the order, reserve, start the payment.
+
+    Returns (answer, order key if the order waits on HOLD for its payment, else None).
+    """
+    site = table.site
+    loaded = await load_cart(storage, customer, site.currency)
+    problems, address_doc, payment, shipping, cost = _validate(customer, loaded, request, table)
+    if problems:
+        raise _refusal(problems)
+
+    now = utcnow()
+    order_key = await storage.orders.next_order_key(now.year)
+    order = _build_order(order_key, customer, loaded, request, address_doc, payment, shipping, cost, site, now)
+    await storage.orders.insert(order)
+    await reservations.fault_point("order_inserted")
+    lines = loaded.quantities
+    short = await reservations.reserve_lines(storage, order_key, lines)
+    if short:
+        # No order exists for a cart that failed the stock rule.
+        await storage.orders.delete(order_key, {"stock": "reserving"})
+        names = {line.product: line.name for line in loaded.cart.lines}
+        raise _refusal({"cart": [_short_message(names[p], p, lines[p], left) for p, left in short.items()]})
+    await reservations.fault_point("stock_reserved")
+
+    start = await _start_payment(storage, payment, order, payment_urls(site, payment.id, order_key))
+    await reservations.fault_point("payment_started")
+    record = {**order["payment"], "reference": start.reference, "next_step": start.redirect_url,
+              "data": dict(start.data or {})}
+    changes = {"stock": "held", "payment": record}
+    history = None
+    if start.settled:
+        changes["status"] = "PROCESSING"
+        history = {"status": "PROCESSING", "reason": f"settled by {payment.provider.name}"}
+    recorded = await storage.orders.transition(order_key, {"stock": "reserving"}, changes, history)
+    if recorded is None:
+        # The reconciler gave this checkout up as stalled and cancelled the order.
+        await storage.products.release(order_key, lines)
+        raise CheckoutError(500, "the checkout took too long and was cancelled; please try again")
+    if start.settled:
+        await complete_paid(storage, recorded)
+        return {"order_key": order_key}, None
+    return answer_for(recorded), order_key
+
+
+async def _start_payment(storage, payment, order: dict, urls: PaymentUrls) -> PaymentStart:
+    """provider.start, or cancel the order (units back, cart untouched) and raise 503/500."""
+    provider = payment.provider
+    try:
+        start = await provider.start(order_info(order), urls)
+        if not isinstance(start, PaymentStart):
+            raise TypeError(f"start() returned {start!r}, not a PaymentStart")
+        if not start.settled and provider.flow == "redirect" and not start.redirect_url:
+            raise TypeError("a redirect payment's start() returned no redirect_url")
+        return start
+    except GatewayError as exc:
+        log.warning("order %s: payment method %s could not start the payment: %s", order["_id"], payment.id, exc)
+        await reservations.cancel_order(storage, order, {"stock": "reserving"},
+                                        f"payment service unavailable: {exc}")
+        raise CheckoutError(503, f"the payment service is unavailable, please try again later "
+                                 f"(payment method {payment.id}: {payment.title})") from None
+    except Exception:
+        log.exception("order %s: payment method %s (%s) failed to start the payment",
+                      order["_id"], payment.id, provider.name)
+        await reservations.cancel_order(storage, order, {"stock": "reserving"},
+                                        "payment could not be started: internal error")
+        raise CheckoutError(500, "internal server error: the payment could not be started; "
+                                 "nothing was charged") from None

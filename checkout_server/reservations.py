@@ -1,0 +1,189 @@
+"""The stock saga: reserve an order's units, give them back or keep them, exactly once.
+
+MongoDB (and nx-27017) has no portable multi-document transaction, so a multi-line
+reservation is a saga whose every step is a single guarded update (docs/architecture.md):
+
+1. the order is inserted with `stock: "reserving"` (the intent);
+2. `reserve_lines` takes every line in one bulk of guarded decrements, each also writing the
+   marker `holds.<order_key>` on the product;
+3. the order then moves to `stock: "held"` (with its payment); a final status later moves it
+   on to `"committed"` (markers dropped, units sold) or `"released"` (units given back).
+
+Markers make each step exactly-once, so any step can be repeated. `reconcile` finds what a
+crash (or a stalled process) left half-done and finishes or undoes it; it runs at start-up
+and periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable
+
+log = logging.getLogger("checkout_server.reservations")
+
+# An order still "reserving" this long after it was created belongs to a checkout that died
+# (or stalled beyond any gateway timeout): the reconciler cancels it.
+STALE_AFTER = timedelta(minutes=2)
+RECONCILE_EVERY_SECONDS = 60.0
+
+# Fault injection for tests: {point name: callable (sync or async)}. Empty in production.
+# Points: "order_inserted" (before reserving), "stock_reserved" (before the payment starts),
+# "payment_started" (before the order records it), "settled" (after a status transition,
+# before its stock side effects).
+faults: dict[str, Callable] = {}
+
+
+async def fault_point(name: str) -> None:
+    hook = faults.get(name)
+    if hook is not None:
+        result = hook()
+        if inspect.isawaitable(result):
+            await result
+
+
+def order_lines(order: dict) -> dict[int, int]:
+    """{product: quantity} of an order's items."""
+    lines: dict[int, int] = {}
+    for item in order.get("items", []):
+        lines[int(item["product"])] = lines.get(int(item["product"]), 0) + int(item["quantity"])
+    return lines
+
+
+async def reserve_lines(storage, order_key: str, lines: dict[int, int]) -> dict[int, int]:
+    """Take every line for the order in one bulk; on a shortfall give back what was taken.
+
+    Returns {} when every line held, else {product: units left} for each short line.
+    """
+    held = await storage.products.reserve(order_key, lines)
+    if held == len(lines):
+        return {}
+    taken = await storage.products.held_by(order_key, lines)
+    await storage.products.release(order_key, taken)
+    short = [p for p in lines if p not in taken]
+    current = await storage.products.get_many(short)
+    return {p: int(current.get(p, {}).get("stock", 0)) for p in short}
+
+
+async def cancel_order(storage, order: dict, expect: dict, reason: str, *, discard: bool = False) -> dict | None:
+    """Move the order to CANCELLED (if it still matches `expect`) and give its units back.
+
+    `discard` deletes the order afterwards: a checkout that never answered with it.
+    Returns the cancelled order, or None if another writer got there first.
+    """
+    changes = {"status": "CANCELLED", "stock": "held"}
+    if discard:
+        changes["discard"] = True
+    cancelled = await storage.orders.transition(
+        order["_id"], expect, changes, history={"status": "CANCELLED", "reason": reason})
+    if cancelled is None:
+        return None
+    await fault_point("settled")
+    await finish_release(storage, cancelled)
+    return cancelled
+
+
+async def finish_release(storage, order: dict) -> None:
+    """Give back every unit a CANCELLED order still holds, then record that (idempotent)."""
+    await storage.products.release(order["_id"], order_lines(order))
+    if order.get("discard"):
+        await storage.orders.delete(order["_id"], {"status": "CANCELLED"})
+    else:
+        await storage.orders.transition(order["_id"], {"status": "CANCELLED", "stock": "held"},
+                                        {"stock": "released"})
+
+
+async def finish_commit(storage, order: dict) -> None:
+    """Drop the markers of a PROCESSING order: its units are sold (idempotent)."""
+    await storage.products.commit(order["_id"], order_lines(order))
+    await storage.orders.transition(order["_id"], {"status": "PROCESSING", "stock": "held"},
+                                    {"stock": "committed"})
+
+
+@dataclass
+class ReconcileReport:
+    interrupted: list[str] = field(default_factory=list)  # checkouts cancelled and discarded
+    released: list[str] = field(default_factory=list)  # cancelled orders whose units went back
+    committed: list[str] = field(default_factory=list)  # paid orders whose markers were dropped
+    orphans: int = 0  # markers without a live order, given back
+
+    def __bool__(self) -> bool:
+        return bool(self.interrupted or self.released or self.committed or self.orphans)
+
+
+async def reconcile(storage, stale_after: timedelta | None = None) -> ReconcileReport:
+    """Finish or undo whatever an interrupted checkout or settlement left half-done."""
+    report = ReconcileReport()
+    cutoff = datetime.now(timezone.utc) - (STALE_AFTER if stale_after is None else stale_after)
+    # 1. Checkouts that died between inserting the order and recording its payment.
+    for order in await storage.orders.find({"stock": "reserving", "created_at": {"$lte": cutoff}}):
+        if await cancel_order(storage, order, {"stock": "reserving"}, "checkout interrupted", discard=True):
+            report.interrupted.append(order["_id"])
+    # 2. Final orders whose units were not given back or committed yet. Marker operations
+    # are idempotent, so racing a settlement that is finishing the same order is harmless.
+    for order in await storage.orders.find({"stock": "held", "status": {"$in": ["PROCESSING", "CANCELLED"]}}):
+        if order["status"] == "PROCESSING":
+            await finish_commit(storage, order)
+            report.committed.append(order["_id"])
+        else:
+            await finish_release(storage, order)
+            report.released.append(order["_id"])
+    # 3. Markers whose order is gone or already finished (a reserve that landed after its
+    # checkout was given up on).
+    report.orphans = await _release_orphan_markers(storage)
+    if report:
+        log.warning("reconciled: %s", report)
+    return report
+
+
+async def _release_orphan_markers(storage) -> int:
+    holds: dict[str, dict[int, int]] = {}
+    for product in await storage.products.all():
+        for order_key, quantity in (product.get("holds") or {}).items():
+            holds.setdefault(order_key, {})[product["_id"]] = quantity
+    if not holds:
+        return 0
+    live = {o["_id"]: o for o in await storage.orders.find({"_id": {"$in": list(holds)}}, limit=len(holds))}
+    fixed = 0
+    for order_key, lines in holds.items():
+        order = live.get(order_key)
+        if order is not None and order.get("stock") in ("reserving", "held"):
+            continue
+        if order is not None and order.get("stock") == "committed":
+            fixed += await storage.products.commit(order_key, lines)
+        else:
+            fixed += await storage.products.release(order_key, lines)
+    return fixed
+
+
+class Reconciler:
+    """Runs `reconcile` at start-up and then every `interval` seconds until stopped."""
+
+    def __init__(self, storage, interval: float = RECONCILE_EVERY_SECONDS):
+        self.storage = storage
+        self.interval = interval
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self._run_once()
+        self._task = asyncio.ensure_future(self._loop())
+
+    async def _run_once(self) -> None:
+        try:
+            await reconcile(self.storage)
+        except Exception:
+            log.exception("reconciliation failed; will retry")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self._run_once()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None

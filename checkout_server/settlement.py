@@ -1,0 +1,106 @@
+"""The one idempotent settle step: a HOLD order becomes PROCESSING or CANCELLED, once.
+
+Returns from the gateway, notifications and hold expiry all end here. They may race each
+other and repeat themselves; the single guarded status transition decides one winner, and
+only the winner does the side effects (stock, cart).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from . import reservations
+from .providers import OrderInfo, PaymentCheck, PaymentState
+
+log = logging.getLogger("checkout_server.settlement")
+
+PAID, FAILED, PENDING = "paid", "failed", "pending"
+
+
+@dataclass(frozen=True)
+class Settlement:
+    result: str  # "paid", "failed" or "pending": what the order's payment came to
+    order: dict  # the order as it is now
+    changed: bool  # whether this call moved it
+
+
+def result_of(order: dict) -> str:
+    """An order's payment outcome as the shopper's return URL shows it."""
+    return {"PROCESSING": PAID, "CANCELLED": FAILED}.get(order.get("status"), PENDING)
+
+
+def order_info(order: dict) -> OrderInfo:
+    """An order as its payment provider sees it."""
+    billing = order.get("billing") or {}
+    count = sum(int(item["quantity"]) for item in order.get("items", []))
+    return OrderInfo(
+        order_key=order["_id"],
+        total=int(order["total"]),
+        currency=order["currency"],
+        customer_id=int(order["customer"]),
+        email=billing.get("email"),
+        phone=billing.get("phone"),
+        name=billing.get("name") or "",
+        description=f"Order {order['_id']}: {count} item{'s' if count != 1 else ''}",
+        payment=dict((order.get("payment") or {}).get("data") or {}),
+    )
+
+
+def _verdict(order: dict, check: PaymentCheck) -> tuple[str, str]:
+    """(target status or "", reason) for what the gateway said."""
+    if check.state is PaymentState.PAID:
+        if check.amount == order["total"] and (check.currency or "").upper() == order["currency"]:
+            return "PROCESSING", check.detail or "payment verified"
+        return "CANCELLED", (f"amount mismatch: gateway reported {check.amount} {check.currency}, "
+                             f"order total is {order['total']} {order['currency']}")
+    if check.state is PaymentState.FAILED:
+        return "CANCELLED", check.detail or "payment failed"
+    return "", check.detail or "payment pending"
+
+
+async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement:
+    """Settle `order` on what its gateway said (`check`); safe to repeat and to race.
+
+    - HOLD + PAID with `check.amount == order["total"]` and `check.currency ==
+      order["currency"]` -> PROCESSING: the stock markers are committed and the ordered
+      quantities leave the customer's cart (lines added since stay);
+    - HOLD + FAILED, or PAID with another amount or currency -> CANCELLED: every unit goes
+      back, exactly once;
+    - HOLD + PENDING -> stays HOLD;
+    - an order that already left HOLD is not changed; its result is reported.
+
+    Exactly one concurrent caller wins the transition (`orders.transition` guarded by
+    `{"status": "HOLD", "stock": "held"}`) and only it does the side effects; an order whose
+    checkout is still recording its payment (`stock: "reserving"`) reads as pending.
+    `table` is the method table in use (kept for providers' needs; may be None).
+    """
+    if order.get("status") != "HOLD":
+        return Settlement(result_of(order), order, False)
+    target, reason = _verdict(order, check)
+    if not target:
+        return Settlement(PENDING, order, False)
+    changes = {"status": target}
+    if check.reference:
+        changes["payment.reference"] = check.reference
+    moved = await storage.orders.transition(
+        order["_id"], {"status": "HOLD", "stock": "held"}, changes,
+        history={"status": target, "reason": reason})
+    if moved is None:
+        current = await storage.orders.get(order["_id"]) or order
+        return Settlement(result_of(current), current, False)
+    log.info("order %s: HOLD -> %s (%s)", moved["_id"], target, reason)
+    await reservations.fault_point("settled")
+    if target == "PROCESSING":
+        await complete_paid(storage, moved)
+    else:
+        await reservations.finish_release(storage, moved)
+    return Settlement(result_of(moved), moved, True)
+
+
+async def complete_paid(storage, order: dict) -> None:
+    """After an order is paid: its units are sold, and its items leave the cart."""
+    await storage.products.commit(order["_id"], reservations.order_lines(order))
+    await storage.customers.remove_ordered_items(order["customer"], reservations.order_lines(order))
+    await storage.orders.transition(order["_id"], {"status": "PROCESSING", "stock": "held"},
+                                    {"stock": "committed"})

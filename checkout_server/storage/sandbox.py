@@ -1,0 +1,44 @@
+"""Sandbox payments: the decisions made on the sandbox gateway's test page.
+
+The `sandbox` payment plugin's "gateway" is a page this service serves itself; what the
+shopper chose there is recorded here, server-side, and its verification reads it back.
+"""
+
+import secrets
+from datetime import UTC, datetime
+
+from pymongo import ReturnDocument
+
+STATES = ("created", "paid", "cancelled")
+
+
+class SandboxPayments:
+    def __init__(self, collection):
+        self.collection = collection
+
+    async def create(self, order_key: str, amount: int, currency: str, return_url: str) -> dict:
+        """A new payment awaiting the shopper's decision; its `_id` is the reference."""
+        doc = {
+            "_id": f"sbx_{secrets.token_urlsafe(12)}",
+            "order_key": order_key,
+            "amount": int(amount),
+            "currency": currency,
+            "return_url": return_url,
+            "state": "created",
+            "created_at": datetime.now(UTC),
+        }
+        await self.collection.insert_one(doc)
+        return doc
+
+    async def get(self, reference: str) -> dict | None:
+        return await self.collection.find_one({"_id": str(reference)})
+
+    async def decide(self, reference: str, state: str) -> dict | None:
+        """Record "paid" or "cancelled" once; None if already decided or unknown."""
+        if state not in ("paid", "cancelled"):
+            raise ValueError(f"not a sandbox decision: {state!r}")
+        return await self.collection.find_one_and_update(
+            {"_id": str(reference), "state": "created"},
+            {"$set": {"state": state}},
+            return_document=ReturnDocument.AFTER,
+        )

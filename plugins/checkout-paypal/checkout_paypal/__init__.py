@@ -1,0 +1,316 @@
+"""PayPal Orders v2: create an order, send the shopper to its approve link, capture on return.
+
+Paid only when a capture is COMPLETED, in the amount and currency PayPal reports for it.
+Every create and capture carries a `PayPal-Request-Id` derived from the order key, so a retry
+never creates or captures twice. Webhooks are checked the way PayPal documents: the
+transmission headers and the raw event go to /v1/notifications/verify-webhook-signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import aiohttp
+from marshmallow import Schema, fields, validate
+
+from checkout_server.hookspecs import hookimpl
+from checkout_server.providers import (
+    Cart,
+    GatewayError,
+    Notification,
+    NotificationError,
+    OrderInfo,
+    PaymentCheck,
+    PaymentProvider,
+    PaymentStart,
+    PaymentState,
+    PaymentUrls,
+    ProviderError,
+    Support,
+)
+
+from .money import PAYPAL_CURRENCIES, MoneyError, from_paypal, to_paypal
+
+log = logging.getLogger("checkout_paypal")
+
+LIVE_URL = "https://api-m.paypal.com"
+SANDBOX_URL = "https://api-m.sandbox.paypal.com"
+CANCELLED = "cancelled"  # what the return URL carries when the shopper cancels at PayPal
+# Webhook events about an order of ours; the order's state is then read from PayPal.
+ORDER_EVENTS = {"CHECKOUT.ORDER.APPROVED", "CHECKOUT.ORDER.COMPLETED", "CHECKOUT.ORDER.VOIDED"}
+CAPTURE_EVENTS = {"PAYMENT.CAPTURE.COMPLETED", "PAYMENT.CAPTURE.DENIED", "PAYMENT.CAPTURE.PENDING"}
+TRANSMISSION_HEADERS = ("paypal-transmission-id", "paypal-transmission-time", "paypal-transmission-sig",
+                        "paypal-cert-url", "paypal-auth-algo")
+
+
+class PayPalSettings(Schema):
+    client_id = fields.String(required=True, validate=validate.Length(min=1))
+    client_secret = fields.String(required=True, validate=validate.Length(min=1))
+    sandbox = fields.Boolean(load_default=False)
+    base_url = fields.String(load_default=None,
+                             validate=validate.URL(require_tld=False, schemes={"http", "https"}))
+    # The id PayPal gave the webhook pointing at our notify URL; without it webhooks are refused.
+    webhook_id = fields.String(load_default=None, validate=validate.Length(min=1))
+    webhook_tolerance = fields.Integer(load_default=300, validate=validate.Range(min=1, max=86400))
+    brand_name = fields.String(load_default=None, validate=validate.Length(min=1, max=127))
+    timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01, max=120))
+
+
+class _Refused(GatewayError):
+    """PayPal answered 4xx; `issue` is the first detail's issue code, if any."""
+
+    def __init__(self, status: int, name: str, issue: str | None):
+        super().__init__(f"PayPal refused the request ({issue or name or status})")
+        self.status, self.name, self.issue = status, name, issue
+
+
+class PayPal(PaymentProvider):
+    name = "paypal"
+    flow = "redirect"
+    settings_schema = PayPalSettings
+
+    def __init__(self, method, settings):
+        super().__init__(method, settings)
+        base = settings.get("base_url") or (SANDBOX_URL if settings.get("sandbox") else LIVE_URL)
+        self.base_url = base.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=settings.get("timeout", 10.0))
+        self._session: aiohttp.ClientSession | None = None
+        self._token: tuple[str, float] | None = None  # (access token, monotonic expiry)
+        self._token_lock = asyncio.Lock()
+
+    async def startup(self) -> None:
+        self._session = aiohttp.ClientSession(timeout=self.timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def supports(self, cart: Cart) -> Support:
+        if cart.currency not in PAYPAL_CURRENCIES:
+            return Support.no(f"PayPal does not take payments in {cart.currency}")
+        return Support.yes()
+
+    async def start(self, order: OrderInfo, urls: PaymentUrls) -> PaymentStart:
+        try:
+            value = to_paypal(order.total, order.currency)
+        except MoneyError as exc:
+            raise ProviderError(str(exc)) from None
+        context = {"return_url": urls.return_url, "cancel_url": f"{urls.return_url}&{CANCELLED}=1",
+                   "user_action": "PAY_NOW", "shipping_preference": "NO_SHIPPING"}
+        if self.settings.get("brand_name"):
+            context["brand_name"] = self.settings["brand_name"]
+        created = await self._api("POST", "/v2/checkout/orders", {
+            "intent": "CAPTURE",
+            "purchase_units": [{
+                "reference_id": order.order_key,
+                "custom_id": order.order_key,
+                "description": (order.description or f"Order {order.order_key}")[:127],
+                "amount": {"currency_code": order.currency, "value": value},
+            }],
+            "payment_source": {"paypal": {"experience_context": context}},
+        }, request_id=f"checkout-server-{order.order_key}-create")
+        links = {link.get("rel"): link.get("href") for link in created.get("links") or []
+                 if isinstance(link, dict)}
+        approve = links.get("payer-action") or links.get("approve")
+        if not (isinstance(created.get("id"), str) and isinstance(approve, str)):
+            raise GatewayError("PayPal answered an order without an id or approve link")
+        return PaymentStart(redirect_url=approve, reference=created["id"],
+                            data={"paypal_order_id": created["id"]})
+
+    async def verify_return(self, order: OrderInfo, params: Mapping[str, str]) -> PaymentCheck:
+        # The query's `token` is PayPal's order id as the browser claims it; we use the stored one.
+        paypal_id = order.payment.get("paypal_order_id")
+        if not paypal_id:
+            return PaymentCheck(PaymentState.FAILED, detail="no PayPal order was started")
+        if params.get(CANCELLED):
+            found = await self._api("GET", f"/v2/checkout/orders/{paypal_id}")
+            if found.get("status") == "COMPLETED":  # paid in another tab before cancelling here
+                return _order_check(found)
+            return PaymentCheck(PaymentState.FAILED, reference=paypal_id, detail="cancelled by the shopper")
+        return await self._capture(order.order_key, paypal_id)
+
+    async def check(self, order: OrderInfo) -> PaymentCheck:
+        """The hold is over: capture an approved order; one never approved has failed."""
+        paypal_id = order.payment.get("paypal_order_id")
+        if not paypal_id:
+            return PaymentCheck(PaymentState.FAILED, detail="no PayPal order was started")
+        check = await self._current(order.order_key, paypal_id)
+        if check.state is PaymentState.PENDING and check.detail in ("CREATED", "PAYER_ACTION_REQUIRED", "SAVED"):
+            return PaymentCheck(PaymentState.FAILED, reference=paypal_id, detail="never approved by the shopper")
+        return check
+
+    async def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
+        webhook_id = self.settings.get("webhook_id")
+        if not webhook_id:
+            raise NotificationError("this PayPal method has no webhook_id configured")
+        lowered = {k.lower(): v for k, v in headers.items()}
+        missing = [name for name in TRANSMISSION_HEADERS if not lowered.get(name)]
+        if missing:
+            raise NotificationError(f"missing {', '.join(missing)}")
+        try:
+            sent = datetime.fromisoformat(lowered["paypal-transmission-time"])
+            sent = (sent if sent.tzinfo else sent.replace(tzinfo=UTC)).timestamp()
+        except ValueError:
+            raise NotificationError("PAYPAL-TRANSMISSION-TIME is not a date-time") from None
+        if abs(time.time() - sent) > self.settings.get("webhook_tolerance", 300):
+            raise NotificationError("PAYPAL-TRANSMISSION-TIME is outside the tolerance")
+        try:
+            event = json.loads(body)
+            event_id, event_type, resource = event["id"], event["event_type"], event["resource"]
+        except (ValueError, KeyError, TypeError):
+            raise NotificationError("not a PayPal webhook event") from None
+        if not isinstance(resource, dict):
+            raise NotificationError("not a PayPal webhook event")
+        # The raw body goes back verbatim: PayPal signed these exact bytes.
+        request = json.dumps({
+            "auth_algo": lowered["paypal-auth-algo"], "cert_url": lowered["paypal-cert-url"],
+            "transmission_id": lowered["paypal-transmission-id"],
+            "transmission_sig": lowered["paypal-transmission-sig"],
+            "transmission_time": lowered["paypal-transmission-time"], "webhook_id": webhook_id,
+        })[:-1].encode() + b', "webhook_event": ' + body + b"}"
+        verdict = await self._api("POST", "/v1/notifications/verify-webhook-signature", raw=request)
+        if verdict.get("verification_status") != "SUCCESS":
+            raise NotificationError("PayPal did not verify the webhook signature")
+
+        if event_type in ORDER_EVENTS:
+            paypal_id = resource.get("id")
+            units = resource.get("purchase_units") or [{}]
+            order_key = units[0].get("custom_id") or units[0].get("reference_id")
+        elif event_type in CAPTURE_EVENTS:
+            related = (resource.get("supplementary_data") or {}).get("related_ids") or {}
+            paypal_id = related.get("order_id")
+            order_key = resource.get("custom_id")
+        else:
+            return Notification(order_key=None, event_id=event_id)
+        if not (isinstance(paypal_id, str) and isinstance(order_key, str)):
+            return Notification(order_key=None, event_id=event_id)
+        # Ask PayPal for the order's state now (capturing an approved one) rather than
+        # trusting the event's copy, which can be older than another delivery.
+        return Notification(order_key=order_key, check=await self._current(order_key, paypal_id),
+                            event_id=event_id, reference=paypal_id)
+
+    # -- PayPal calls
+
+    async def _current(self, order_key: str, paypal_id: str) -> PaymentCheck:
+        """The order's state at PayPal, capturing it if the shopper approved it."""
+        found = await self._api("GET", f"/v2/checkout/orders/{paypal_id}")
+        if found.get("status") == "APPROVED":
+            return await self._capture(order_key, paypal_id)
+        return _order_check(found)
+
+    async def _capture(self, order_key: str, paypal_id: str) -> PaymentCheck:
+        try:
+            captured = await self._api("POST", f"/v2/checkout/orders/{paypal_id}/capture", {},
+                                       request_id=f"checkout-server-{order_key}-capture")
+        except _Refused as refused:
+            if refused.issue == "ORDER_ALREADY_CAPTURED":
+                return _order_check(await self._api("GET", f"/v2/checkout/orders/{paypal_id}"))
+            if refused.issue in ("ORDER_NOT_APPROVED", "PAYER_ACTION_REQUIRED"):
+                return PaymentCheck(PaymentState.PENDING, reference=paypal_id, detail=refused.issue)
+            if refused.status in (404, 422):  # declined instrument, unknown or voided order
+                return PaymentCheck(PaymentState.FAILED, reference=paypal_id, detail=str(refused))
+            raise
+        return _order_check(captured)
+
+    async def _access_token(self, renew: bool = False) -> str:
+        async with self._token_lock:
+            if self._token and not renew and self._token[1] > time.monotonic():
+                return self._token[0]
+            answer = await self._request(
+                "POST", "/v1/oauth2/token", data={"grant_type": "client_credentials"},
+                headers={"Authorization": _basic_auth(self.settings["client_id"], self.settings["client_secret"])})
+            token, lifetime = answer.get("access_token"), answer.get("expires_in")
+            if not isinstance(token, str) or not isinstance(lifetime, int):
+                raise GatewayError("PayPal answered a token request without a token")
+            self._token = (token, time.monotonic() + max(lifetime - 60, 0))
+            return token
+
+    async def _api(self, method: str, path: str, body: dict | None = None, *, raw: bytes | None = None,
+                   request_id: str | None = None) -> dict:
+        headers = {"Content-Type": "application/json", "Prefer": "return=representation"}
+        if request_id:
+            headers["PayPal-Request-Id"] = request_id
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        for attempt in (1, 2):
+            headers["Authorization"] = f"Bearer {await self._access_token(renew=attempt == 2)}"
+            try:
+                return await self._request(method, path, data=data, headers=headers)
+            except _Refused as refused:
+                if refused.status != 401 or attempt == 2:  # 401: the token expired early
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _request(self, method: str, path: str, **kwargs) -> dict:
+        if self._session is None:
+            raise GatewayError("the PayPal method is not started")
+        try:
+            async with self._session.request(method, self.base_url + path, **kwargs) as resp:
+                raw = await resp.read()
+                status = resp.status
+        except TimeoutError:
+            raise GatewayError("PayPal did not answer in time") from None
+        except aiohttp.ClientError as exc:
+            raise GatewayError(f"PayPal is unreachable: {exc.__class__.__name__}") from None
+        if status >= 500:
+            raise GatewayError(f"PayPal answered HTTP {status}")
+        try:
+            answer = json.loads(raw)
+        except ValueError:
+            raise GatewayError(f"PayPal answered HTTP {status} with a body that is not JSON") from None
+        if not isinstance(answer, dict):
+            raise GatewayError("PayPal answered JSON that is not an object")
+        if status >= 400:
+            details = answer.get("details") if isinstance(answer.get("details"), list) else []
+            issue = details[0].get("issue") if details and isinstance(details[0], dict) else None
+            name = answer.get("name") or answer.get("error") or ""
+            log.warning("PayPal refused %s %s: HTTP %s %s %s", method, path, status, name, issue or "")
+            raise _Refused(status, name, issue)
+        return answer
+
+
+def _basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _order_check(order: dict) -> PaymentCheck:
+    """What an Orders v2 order says: paid only with COMPLETED captures, in PayPal's amounts."""
+    reference = order.get("id")
+    captures = [capture for unit in order.get("purchase_units") or []
+                for capture in ((unit.get("payments") or {}).get("captures") or [])]
+    completed = [c for c in captures if c.get("status") == "COMPLETED"]
+    if completed:
+        currencies = {(c.get("amount") or {}).get("currency_code") for c in completed}
+        if len(currencies) != 1 or not isinstance(next(iter(currencies)), str):
+            raise GatewayError("PayPal answered captures without one currency")
+        currency = currencies.pop()
+        try:
+            amount = sum(from_paypal(c["amount"]["value"], currency) for c in completed)
+        except (MoneyError, KeyError) as exc:
+            raise GatewayError(f"PayPal answered a capture amount we cannot read: {exc}") from None
+        return PaymentCheck(PaymentState.PAID, amount=amount, currency=currency, reference=reference,
+                            detail=f"captured {', '.join(str(c.get('id')) for c in completed)}")
+    if any(c.get("status") in ("PENDING",) for c in captures):
+        return PaymentCheck(PaymentState.PENDING, reference=reference, detail="capture pending")
+    if captures or order.get("status") in ("COMPLETED", "VOIDED"):
+        return PaymentCheck(PaymentState.FAILED, reference=reference,
+                            detail=f"no completed capture (order {order.get('status')})")
+    return PaymentCheck(PaymentState.PENDING, reference=reference, detail=str(order.get("status")))
+
+
+@hookimpl
+def register_payment_providers(register):
+    register(PayPal)
+
+
+@hookimpl
+def register_fake_gateways(register):
+    from .fake import make_app
+
+    register("paypal", make_app)

@@ -1,0 +1,242 @@
+"""A local fake of PayPal: OAuth client credentials, Orders v2, webhook verification.
+
+Operations (for `Faults.only`): "token", "create", "get", "capture", "verify_webhook".
+`amount_delta`/`currency` make the capture differ from the order; `decline` (or the page's
+"Card declined" button) approves the order with an instrument that is declined at capture.
+
+`signed_event(app, paypal_order_id, event_type, webhook_id)` builds a webhook delivery
+(headers, body) that this fake's verify-webhook-signature accepts, and only that delivery.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from checkout_server.fakegateway import (
+    STATE,
+    approval_page,
+    fake_api,
+    new_app,
+    with_query,
+)
+
+from .money import PAYPAL_CURRENCIES, from_paypal, paypal_decimals, to_paypal
+
+SIGNING_KEY = secrets.token_bytes(32)  # stands in for PayPal's certificate key
+TOKENS = web.AppKey("paypal_access_tokens", set)
+
+
+def make_app(base_url: str) -> web.Application:
+    app = new_app(base_url)
+    app[TOKENS] = set()
+    app.router.add_post("/v1/oauth2/token", token)
+    app.router.add_post("/v2/checkout/orders", create_order)
+    app.router.add_get("/v2/checkout/orders/{id}", get_order)
+    app.router.add_post("/v2/checkout/orders/{id}/capture", capture_order)
+    app.router.add_post("/v1/notifications/verify-webhook-signature", verify_webhook)
+    app.router.add_get("/checkoutnow", approve_page)
+    app.router.add_post("/checkoutnow", approve_choice)
+    return app
+
+
+def _error(status: int, name: str, issue: str | None = None, message: str = "") -> web.Response:
+    body = {"name": name, "message": message or name.replace("_", " ").capitalize(),
+            "debug_id": secrets.token_hex(6)}
+    if issue:
+        body["details"] = [{"issue": issue, "description": issue.replace("_", " ").lower()}]
+    return web.json_response(body, status=status)
+
+
+def _authorised(request: web.Request) -> bool:
+    header = request.headers.get("Authorization", "")
+    return header.startswith("Bearer ") and header[7:] in request.app[TOKENS]
+
+
+@fake_api("token")
+async def token(request: web.Request) -> web.Response:
+    if not request.headers.get("Authorization", "").startswith("Basic "):
+        return web.json_response({"error": "invalid_client", "error_description": "Client Authentication failed"},
+                                 status=401)
+    form = await request.post()
+    if form.get("grant_type") != "client_credentials":
+        return web.json_response({"error": "unsupported_grant_type"}, status=400)
+    issued = "A21AA" + secrets.token_urlsafe(32)
+    request.app[TOKENS].add(issued)
+    return web.json_response({"scope": "https://uri.paypal.com/services/payments/payment",
+                              "access_token": issued, "token_type": "Bearer",
+                              "app_id": "APP-80W284485P519543T", "expires_in": 32400,
+                              "nonce": secrets.token_hex(8)})
+
+
+def _replay(request: web.Request, scope: str):
+    key = request.headers.get("PayPal-Request-Id")
+    return (scope, key) if key else None
+
+
+@fake_api("create")
+async def create_order(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not _authorised(request):
+        return _error(401, "AUTHENTICATION_FAILURE")
+    replay = _replay(request, "create")
+    if replay in state.idempotency:
+        return web.json_response(state.idempotency[replay], status=200)
+    try:
+        body = await request.json()
+        unit = body["purchase_units"][0]
+        currency, value = unit["amount"]["currency_code"], unit["amount"]["value"]
+        context = body["payment_source"]["paypal"]["experience_context"]
+        return_url, cancel_url = context["return_url"], context["cancel_url"]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return _error(400, "INVALID_REQUEST", "MISSING_REQUIRED_PARAMETER")
+    if body.get("intent") != "CAPTURE":
+        return _error(400, "INVALID_REQUEST", "INVALID_PARAMETER_VALUE")
+    if currency not in PAYPAL_CURRENCIES:
+        return _error(422, "UNPROCESSABLE_ENTITY", "CURRENCY_NOT_SUPPORTED")
+    places = paypal_decimals(currency)
+    pattern = r"\d{1,10}" + (rf"\.\d{{{places}}}" if places else "")
+    if not isinstance(value, str) or not re.fullmatch(pattern, value):
+        return _error(422, "UNPROCESSABLE_ENTITY", "DECIMAL_PRECISION")
+    paypal_id = secrets.token_hex(9).upper()[:17]
+    order = {
+        "id": paypal_id, "intent": "CAPTURE", "status": "PAYER_ACTION_REQUIRED",
+        "payment_source": {"paypal": {}},
+        "purchase_units": [{"reference_id": unit.get("reference_id", "default"),
+                            "custom_id": unit.get("custom_id"), "description": unit.get("description"),
+                            "amount": {"currency_code": currency, "value": value}}],
+        "create_time": _now(),
+        "links": [
+            {"href": f"{state.base_url}/v2/checkout/orders/{paypal_id}", "rel": "self", "method": "GET"},
+            {"href": f"{state.base_url}/checkoutnow?token={paypal_id}", "rel": "payer-action",
+             "method": "GET"},
+        ],
+    }
+    state.records[paypal_id] = {"order": order, "return_url": return_url, "cancel_url": cancel_url,
+                                "declined": False}
+    if replay:
+        state.idempotency[replay] = order
+    return web.json_response(order, status=200)
+
+
+def _record_or_404(request: web.Request, paypal_id: str | None = None):
+    record = request.app[STATE].records.get(paypal_id or request.match_info.get("id"))
+    if record is None:
+        raise web.HTTPNotFound(text=json.dumps({"name": "RESOURCE_NOT_FOUND", "details": [
+            {"issue": "INVALID_RESOURCE_ID"}], "message": "The specified resource does not exist."}),
+            content_type="application/json")
+    return record
+
+
+@fake_api("get")
+async def get_order(request: web.Request) -> web.Response:
+    if not _authorised(request):
+        return _error(401, "AUTHENTICATION_FAILURE")
+    return web.json_response(_record_or_404(request)["order"])
+
+
+@fake_api("capture")
+async def capture_order(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not _authorised(request):
+        return _error(401, "AUTHENTICATION_FAILURE")
+    record = _record_or_404(request)
+    order = record["order"]
+    replay = _replay(request, f"capture:{order['id']}")
+    if replay in state.idempotency:
+        status, answer = state.idempotency[replay]
+        return web.json_response(answer, status=status)
+    if order["status"] == "COMPLETED":
+        return _error(422, "UNPROCESSABLE_ENTITY", "ORDER_ALREADY_CAPTURED")
+    if order["status"] != "APPROVED":
+        return _error(422, "UNPROCESSABLE_ENTITY", "ORDER_NOT_APPROVED")
+    if record["declined"]:
+        return _error(422, "UNPROCESSABLE_ENTITY", "INSTRUMENT_DECLINED")
+    unit = order["purchase_units"][0]
+    faults = state.faults
+    currency = faults.currency or unit["amount"]["currency_code"]
+    minor = from_paypal(unit["amount"]["value"], unit["amount"]["currency_code"]) + faults.amount_delta
+    capture = {"id": secrets.token_hex(9).upper()[:17], "status": "COMPLETED",
+               "amount": {"currency_code": currency, "value": to_paypal(minor, currency)},
+               "final_capture": True, "custom_id": unit.get("custom_id"), "create_time": _now(),
+               "supplementary_data": {"related_ids": {"order_id": order["id"]}}}
+    unit["payments"] = {"captures": [capture]}
+    order["status"] = "COMPLETED"
+    if replay:
+        state.idempotency[replay] = (201, order)
+    return web.json_response(order, status=201)
+
+
+async def approve_page(request: web.Request) -> web.Response:
+    record = _record_or_404(request, request.query.get("token"))
+    if record["order"]["status"] != "PAYER_ACTION_REQUIRED":
+        raise web.HTTPGone(text="This order is no longer waiting for the buyer.")
+    amount = record["order"]["purchase_units"][0]["amount"]
+    return approval_page("PayPal (fake): log in and pay", f"{amount['value']} {amount['currency_code']}",
+                         {"approve": "Pay now", "decline": "Pay with a declined card", "cancel": "Cancel"})
+
+
+async def approve_choice(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    paypal_id = request.query.get("token")
+    record = _record_or_404(request, paypal_id)
+    if record["order"]["status"] != "PAYER_ACTION_REQUIRED":
+        raise web.HTTPGone(text="This order is no longer waiting for the buyer.")
+    choice = (await request.post()).get("choice")
+    if choice == "cancel":
+        raise web.HTTPSeeOther(with_query(record["cancel_url"], {"token": paypal_id}))
+    record["order"]["status"] = "APPROVED"
+    record["declined"] = choice == "decline" or state.faults.decline
+    raise web.HTTPSeeOther(with_query(record["return_url"], {"token": paypal_id, "PayerID": "FAKEPAYER42"}))
+
+
+def _signature(transmission_id: str, when: str, webhook_id: str, event: dict) -> str:
+    text = f"{transmission_id}|{when}|{webhook_id}|{json.dumps(event, sort_keys=True)}"
+    return hmac.new(SIGNING_KEY, text.encode(), hashlib.sha256).hexdigest()
+
+
+@fake_api("verify_webhook")
+async def verify_webhook(request: web.Request) -> web.Response:
+    if not _authorised(request):
+        return _error(401, "AUTHENTICATION_FAILURE")
+    try:
+        body = await request.json()
+        expected = _signature(body["transmission_id"], body["transmission_time"], body["webhook_id"],
+                              body["webhook_event"])
+        good = hmac.compare_digest(expected, body["transmission_sig"])
+    except (ValueError, KeyError, TypeError):
+        return _error(400, "VALIDATION_ERROR", "MISSING_REQUIRED_PARAMETER")
+    return web.json_response({"verification_status": "SUCCESS" if good else "FAILURE"})
+
+
+def signed_event(app: web.Application, paypal_id: str, event_type: str, webhook_id: str,
+                 when: datetime | None = None) -> tuple[dict, bytes]:
+    """A webhook delivery about an order (or its capture), as PayPal transmits it."""
+    order = app[STATE].records[paypal_id]["order"]
+    if event_type.startswith("PAYMENT.CAPTURE."):
+        resource, resource_type = dict(order["purchase_units"][0]["payments"]["captures"][0]), "capture"
+    else:
+        resource, resource_type = dict(order), "checkout-order"
+    event = {"id": "WH-" + secrets.token_hex(10).upper(), "event_version": "1.0", "create_time": _now(),
+             "resource_type": resource_type, "event_type": event_type,
+             "summary": f"{event_type} (fake)", "resource": resource}
+    transmission_id = secrets.token_hex(16)
+    stamp = (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    headers = {
+        "PAYPAL-TRANSMISSION-ID": transmission_id, "PAYPAL-TRANSMISSION-TIME": stamp,
+        "PAYPAL-TRANSMISSION-SIG": _signature(transmission_id, stamp, webhook_id, event),
+        "PAYPAL-CERT-URL": f"{app[STATE].base_url}/v1/notifications/certs/CERT-fake",
+        "PAYPAL-AUTH-ALGO": "SHA256withRSA", "Content-Type": "application/json",
+    }
+    return headers, json.dumps(event).encode()
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+

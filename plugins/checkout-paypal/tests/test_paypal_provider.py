@@ -1,0 +1,229 @@
+"""The PayPal provider against the local fake of PayPal Orders v2, method by method."""
+
+import contextlib
+import socket
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from checkout_paypal import PayPal
+from checkout_paypal.fake import make_app, signed_event
+from checkout_paypal.money import MoneyError, from_paypal, to_paypal
+
+from checkout_server.fakegateway import Faults, run_fake, shopper_choice
+from checkout_server.providers import (
+    GatewayError,
+    Method,
+    NotificationError,
+    OrderInfo,
+    PaymentState,
+    PaymentUrls,
+    ProviderError,
+)
+from checkout_server.testing import check_payment_provider, make_cart
+
+WEBHOOK_ID = "8PT597110X687430LKGECATA"
+URLS = PaymentUrls(return_url="http://shop.test/api/shop/checkout/return/4?order=ORD-2026-000001",
+                   notify_url="http://shop.test/api/shop/checkout/notify/4")
+
+
+def order(total=12_345, currency="EUR", payment=None, key="ORD-2026-000001") -> OrderInfo:
+    return OrderInfo(order_key=key, total=total, currency=currency, customer_id=1,
+                     email="ada@example.com", phone=None, name="Ada Lovelace",
+                     description=f"Order {key}", payment=payment or {})
+
+
+def provider(**settings) -> PayPal:
+    values = {"client_id": "fake-client", "client_secret": "fake-secret", "sandbox": True,
+              "webhook_id": WEBHOOK_ID, "timeout": 0.5, **settings}
+    return PayPal(Method(4, "PayPal", "payment"), PayPal.settings_schema().load(values))
+
+
+@contextlib.asynccontextmanager
+async def on_fake(**settings):
+    async with run_fake(make_app) as fake:
+        paypal = provider(base_url=fake.base_url, **settings)
+        await paypal.startup()
+        try:
+            yield paypal, fake
+        finally:
+            await paypal.close()
+
+
+async def started(paypal, the_order=None):
+    the_order = the_order or order()
+    start = await paypal.start(the_order, URLS)
+    return start, order(the_order.total, the_order.currency, payment=start.data, key=the_order.order_key)
+
+
+def query(url: str) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def test_keeps_the_provider_contract_and_picks_its_host():
+    check_payment_provider(PayPal, {"client_id": "x", "client_secret": "y"})
+    assert provider().base_url == "https://api-m.sandbox.paypal.com"
+    assert provider(sandbox=False).base_url == "https://api-m.paypal.com"
+    assert not provider().supports(make_cart(currency="IRR"))
+    assert provider().supports(make_cart(currency="JPY"))
+
+
+def test_money_minds_zero_decimal_currencies():
+    assert to_paypal(12_345, "EUR") == "123.45"
+    assert to_paypal(1_500, "JPY") == "1500"  # yen have no minor unit
+    assert to_paypal(150_000, "HUF") == "1500"  # PayPal takes forints in whole units only
+    with pytest.raises(MoneyError):
+        to_paypal(150_050, "HUF")
+    assert to_paypal(1_234, "KWD") == "1.234"
+    assert from_paypal("123.45", "EUR") == 12_345 and from_paypal("1500", "JPY") == 1_500
+    for bad in ("12.345", "abc", "NaN", None):
+        with pytest.raises(MoneyError):
+            from_paypal(bad, "EUR")
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_approved_order_is_captured_once_and_paid_in_paypals_amount():
+    async with on_fake() as (paypal, fake):
+        start, paying = await started(paypal)
+        record = fake.state.records[start.reference]
+        assert start.redirect_url == f"{fake.base_url}/checkoutnow?token={start.reference}"
+        assert record["order"]["purchase_units"][0]["amount"] == {"currency_code": "EUR", "value": "123.45"}
+
+        back = await shopper_choice(start.redirect_url, "approve")
+        assert query(back) == {"order": "ORD-2026-000001", "token": start.reference, "PayerID": "FAKEPAYER42"}
+        check = await paypal.verify_return(paying, query(back))
+        assert (check.state, check.amount, check.currency) == (PaymentState.PAID, 12_345, "EUR")
+        # Replayed return: the same PayPal-Request-Id answers the same capture.
+        assert (await paypal.verify_return(paying, query(back))).amount == 12_345
+        request_ids = {h.get("PayPal-Request-Id") for op, h in fake.state.calls if op == "capture"}
+        assert request_ids == {"checkout-server-ORD-2026-000001-capture"}
+        assert fake.state.count("token") == 1  # one token, reused
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_zero_decimal_currency_goes_out_as_whole_units():
+    async with on_fake() as (paypal, _fake):
+        start, paying = await started(paypal, order(total=1_500, currency="JPY"))
+        await shopper_choice(start.redirect_url, "approve")
+        check = await paypal.verify_return(paying, {})
+        assert (check.state, check.amount, check.currency) == (PaymentState.PAID, 1_500, "JPY")
+        with pytest.raises(ProviderError):
+            await paypal.start(order(total=150_050, currency="HUF", key="ORD-2026-000002"), URLS)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_retried_create_reuses_the_order():
+    async with on_fake() as (paypal, fake):
+        first, second = await paypal.start(order(), URLS), await paypal.start(order(), URLS)
+        assert first.reference == second.reference and len(fake.state.records) == 1
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_declined_cancelled_and_unapproved_orders_are_not_paid():
+    async with on_fake() as (paypal, fake):
+        start, paying = await started(paypal)
+        back = await shopper_choice(start.redirect_url, "decline")
+        assert (await paypal.verify_return(paying, query(back))).state is PaymentState.FAILED
+
+        start, paying = await started(paypal, order(key="ORD-2026-000002"))
+        back = await shopper_choice(start.redirect_url, "cancel")
+        assert query(back)["cancelled"] == "1"
+        assert (await paypal.verify_return(paying, query(back))).state is PaymentState.FAILED
+        assert fake.state.count("capture") == 1  # a cancel never captures
+
+        # A forged return for an order the shopper has not approved: not paid, left to expiry.
+        start, paying = await started(paypal, order(key="ORD-2026-000003"))
+        assert (await paypal.verify_return(paying, {"token": start.reference})).state is PaymentState.PENDING
+        assert (await paypal.check(paying)).state is PaymentState.FAILED  # the hold is over
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_hold_expiry_check_captures_an_approved_order():
+    async with on_fake() as (paypal, fake):
+        start, paying = await started(paypal)
+        await shopper_choice(start.redirect_url, "approve")  # approved, browser closed
+        check = await paypal.check(paying)
+        assert check.state is PaymentState.PAID and fake.state.count("capture") == 1
+        assert (await paypal.check(paying)).state is PaymentState.PAID
+        assert fake.state.count("capture") == 1
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("faults, expected", [
+    (Faults(amount_delta=-45), (12_300, "EUR")),
+    (Faults(currency="USD"), (12_345, "USD")),
+])
+async def test_tampered_captures_are_reported_as_paypal_has_them(faults, expected):
+    async with on_fake() as (paypal, fake):
+        fake.state.faults = faults
+        start, paying = await started(paypal)
+        await shopper_choice(start.redirect_url, "approve")
+        check = await paypal.verify_return(paying, {})
+        assert (check.amount, check.currency) == expected
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("operation", ["token", "create", "capture"])
+@pytest.mark.parametrize("faults", [Faults(delay=2), Faults(status=503), Faults(malformed=True)],
+                         ids=["timeout", "5xx", "malformed"])
+async def test_gateway_faults_are_gateway_errors(operation, faults):
+    async with on_fake() as (paypal, fake):
+        faults.only = frozenset({operation})
+        if operation == "capture":
+            start, paying = await started(paypal)
+            await shopper_choice(start.redirect_url, "approve")
+            fake.state.faults = faults
+            with pytest.raises(GatewayError):
+                await paypal.verify_return(paying, {})
+            fake.state.faults = Faults()
+            assert (await paypal.verify_return(paying, {})).state is PaymentState.PAID
+        else:
+            fake.state.faults = faults
+            with pytest.raises(GatewayError):
+                await paypal.start(order(), URLS)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_refused_connection_is_a_gateway_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    paypal = provider(base_url=closed)
+    await paypal.startup()
+    try:
+        with pytest.raises(GatewayError, match="unreachable"):
+            await paypal.start(order(), URLS)
+    finally:
+        await paypal.close()
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_webhooks_are_verified_with_paypal_and_read_from_the_order():
+    async with on_fake() as (paypal, fake):
+        start, _paying = await started(paypal)
+        await shopper_choice(start.redirect_url, "approve")
+        headers, body = signed_event(fake.app, start.reference, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID)
+        note = await paypal.parse_notification(headers, body)
+        # An approval notice captures the order: the shopper need not come back.
+        assert note.order_key == "ORD-2026-000001" and note.reference == start.reference
+        assert (note.check.state, note.check.amount) == (PaymentState.PAID, 12_345)
+        assert fake.state.count("verify_webhook") == 1
+
+        headers, body = signed_event(fake.app, start.reference, "PAYMENT.CAPTURE.COMPLETED", WEBHOOK_ID)
+        note = await paypal.parse_notification(headers, body)
+        assert note.order_key == "ORD-2026-000001" and note.check.state is PaymentState.PAID
+
+        forged = body.replace(b"ORD-2026-000001", b"ORD-2026-000009")
+        other_hook = signed_event(fake.app, start.reference, "PAYMENT.CAPTURE.COMPLETED", "OTHERHOOK")
+        stale = signed_event(fake.app, start.reference, "PAYMENT.CAPTURE.COMPLETED", WEBHOOK_ID,
+                             when=datetime.now(UTC) - timedelta(minutes=10))
+        no_headers = ({"Content-Type": "application/json"}, body)
+        for bad_headers, bad_body in [(headers, forged), other_hook, stale, no_headers, (headers, b"{")]:
+            with pytest.raises(NotificationError):
+                await paypal.parse_notification(bad_headers, bad_body)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_without_a_webhook_id_notifications_are_refused():
+    with pytest.raises(NotificationError, match="webhook_id"):
+        await provider(webhook_id=None).parse_notification({}, b"{}")

@@ -1,0 +1,187 @@
+"""A local fake of Stripe Checkout Sessions, with signed webhooks.
+
+Operations (for `Faults.only`): "create", "retrieve", "expire". `amount_delta`/`currency`
+make the session record a charge other than the one asked for; `decline` keeps the session
+unpaid when the shopper approves (and sends them to the cancel URL, as giving up does).
+
+`signed_event(app, session_id, type, secret)` builds a webhook delivery (headers, body) the
+way Stripe signs it. Set `app[STATE].webhook = (url, secret)` (or POST `{"url", "secret"}` to
+`/__fake__/webhook`) and the fake also delivers `checkout.session.completed` on payment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import time
+
+import aiohttp
+from aiohttp import web
+
+from checkout_server.fakegateway import STATE, approval_page, fake_api, new_app
+
+from . import sign
+
+log = logging.getLogger("checkout_stripe.fake")
+_background: set[asyncio.Task] = set()
+
+
+def make_app(base_url: str) -> web.Application:
+    app = new_app(base_url)
+    app.router.add_post("/v1/checkout/sessions", create_session)
+    app.router.add_get("/v1/checkout/sessions/{id}", retrieve_session)
+    app.router.add_post("/v1/checkout/sessions/{id}/expire", expire_session)
+    app.router.add_get("/c/pay/{id}", pay_page)
+    app.router.add_post("/c/pay/{id}", pay_choice)
+    app.router.add_post("/__fake__/webhook", set_webhook)
+    return app
+
+
+def _error(status: int, message: str, type_: str = "invalid_request_error", **extra) -> web.Response:
+    return web.json_response({"error": {"type": type_, "message": message, **extra}}, status=status)
+
+
+def _authorised(request: web.Request) -> bool:
+    return re.fullmatch(r"Bearer (sk|rk)_test_\S+", request.headers.get("Authorization", "")) is not None
+
+
+def unflatten(form) -> dict:
+    """Stripe's form encoding back into nested dicts (`a[b][0]` -> {"a": {"b": {"0": ...}}})."""
+    out: dict = {}
+    for key, value in form.items():
+        parts = re.findall(r"[^\[\]]+", key)
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+@fake_api("create")
+async def create_session(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    if not _authorised(request):
+        return _error(401, "Invalid API Key provided.")
+    params = unflatten(await request.post())
+    key = request.headers.get("Idempotency-Key")
+    if key and key in state.idempotency:
+        seen_params, answer = state.idempotency[key]
+        if seen_params != params:
+            return _error(400, "Keys for idempotent requests can only be used with the same parameters "
+                               "they were first used with.", "idempotency_error")
+        return web.json_response(answer, headers={"Idempotent-Replayed": "true"})
+    try:
+        items = [params["line_items"][index] for index in sorted(params["line_items"], key=int)]
+        amount = sum(int(item["price_data"]["unit_amount"]) * int(item.get("quantity", 1)) for item in items)
+        currency = {item["price_data"]["currency"] for item in items}
+        success_url, cancel_url = params["success_url"], params["cancel_url"]
+    except (KeyError, ValueError, TypeError) as exc:
+        return _error(400, f"Missing or invalid parameter: {exc}", param=str(exc))
+    if len(currency) != 1 or not re.fullmatch(r"[a-z]{3}", next(iter(currency))):
+        return _error(400, "Invalid currency: lowercase three-letter ISO code required.", param="currency")
+    session_id = "cs_test_" + secrets.token_hex(24)
+    session = {
+        "id": session_id, "object": "checkout.session", "mode": params.get("mode", "payment"),
+        "url": f"{state.base_url}/c/pay/{session_id}",
+        "status": "open", "payment_status": "unpaid",
+        "amount_total": amount, "amount_subtotal": amount, "currency": currency.pop(),
+        "client_reference_id": params.get("client_reference_id"),
+        "customer_email": params.get("customer_email"),
+        "metadata": params.get("metadata", {}),
+        "success_url": success_url, "cancel_url": cancel_url,
+        "payment_intent": None, "created": int(time.time()), "expires_at": int(time.time()) + 86400,
+    }
+    state.records[session_id] = session
+    if key:
+        state.idempotency[key] = (params, session)
+    return web.json_response(session)
+
+
+def _session_or_404(request: web.Request) -> dict:
+    session = request.app[STATE].records.get(request.match_info["id"])
+    if session is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": {
+            "type": "invalid_request_error", "code": "resource_missing",
+            "message": f"No such checkout.session: '{request.match_info['id']}'"}}),
+            content_type="application/json")
+    return session
+
+
+@fake_api("retrieve")
+async def retrieve_session(request: web.Request) -> web.Response:
+    if not _authorised(request):
+        return _error(401, "Invalid API Key provided.")
+    return web.json_response(_session_or_404(request))
+
+
+@fake_api("expire")
+async def expire_session(request: web.Request) -> web.Response:
+    if not _authorised(request):
+        return _error(401, "Invalid API Key provided.")
+    session = _session_or_404(request)
+    if session["status"] != "open":
+        return _error(400, f"Only Checkout Sessions with a status in [\"open\"] can be expired. This "
+                           f"Checkout Session has a status of \"{session['status']}\".")
+    session["status"] = "expired"
+    return web.json_response(session)
+
+
+async def pay_page(request: web.Request) -> web.Response:
+    session = _session_or_404(request)
+    if session["status"] != "open":
+        raise web.HTTPGone(text="This Checkout Session is no longer active.")
+    return approval_page("Stripe Checkout (fake)",
+                         f"{session['amount_total']} {session['currency'].upper()} (minor units)",
+                         {"approve": "Pay", "decline": "Card declined", "cancel": "Back to the shop"})
+
+
+async def pay_choice(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    session = _session_or_404(request)
+    if session["status"] != "open":
+        raise web.HTTPGone(text="This Checkout Session is no longer active.")
+    choice = (await request.post()).get("choice")
+    if choice != "approve" or state.faults.decline:
+        raise web.HTTPSeeOther(session["cancel_url"])
+    faults = state.faults
+    session.update(status="complete", payment_status="paid",
+                   amount_total=session["amount_total"] + faults.amount_delta,
+                   currency=(faults.currency or session["currency"]).lower(),
+                   payment_intent="pi_test_" + secrets.token_hex(12))
+    if state.webhook:
+        url, secret = state.webhook
+        task = asyncio.ensure_future(_deliver(url, *signed_event(request.app, session["id"],
+                                                                  "checkout.session.completed", secret)))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+    raise web.HTTPSeeOther(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"]))
+
+
+def signed_event(app: web.Application, session_id: str, event_type: str, secret: str,
+                 timestamp: int | None = None) -> tuple[dict, bytes]:
+    """A webhook delivery about a session, signed as Stripe signs it: (headers, raw body)."""
+    event = {"id": "evt_test_" + secrets.token_hex(12), "object": "event", "type": event_type,
+             "created": int(time.time()), "livemode": False,
+             "data": {"object": dict(app[STATE].records[session_id])}}
+    body = json.dumps(event).encode()
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    return ({"Stripe-Signature": f"t={timestamp},v1={sign(body, secret, timestamp)}",
+             "Content-Type": "application/json"}, body)
+
+
+async def set_webhook(request: web.Request) -> web.Response:
+    body = await request.json()
+    request.app[STATE].webhook = (body["url"], body["secret"])
+    return web.json_response({"url": body["url"]})
+
+
+async def _deliver(url: str, headers: dict, body: bytes) -> None:
+    try:
+        async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as client,
+                    client.post(url, data=body, headers=headers) as resp):
+            log.info("webhook to %s answered %s", url, resp.status)
+    except aiohttp.ClientError as exc:
+        log.warning("webhook to %s failed: %s", url, exc)

@@ -1,0 +1,233 @@
+"""The Stripe provider against the local fake of Stripe Checkout, method by method."""
+
+import contextlib
+import json
+import socket
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from checkout_stripe import Stripe, form_encode, sign, verify_signature
+from checkout_stripe.fake import make_app, signed_event
+from marshmallow import ValidationError
+
+from checkout_server.fakegateway import Faults, run_fake, shopper_choice
+from checkout_server.providers import (
+    GatewayError,
+    Method,
+    NotificationError,
+    OrderInfo,
+    PaymentState,
+    PaymentUrls,
+)
+from checkout_server.testing import check_payment_provider
+
+KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
+SECRET = "whsec_test_secret"
+URLS = PaymentUrls(return_url="http://shop.test/api/shop/checkout/return/3?order=ORD-2026-000001",
+                   notify_url="http://shop.test/api/shop/checkout/notify/3")
+
+
+def order(total=4_990, currency="EUR", payment=None, key="ORD-2026-000001") -> OrderInfo:
+    return OrderInfo(order_key=key, total=total, currency=currency, customer_id=1,
+                     email="ada@example.com", phone=None, name="Ada Lovelace",
+                     description="Order ORD-2026-000001", payment=payment or {})
+
+
+def provider(**settings) -> Stripe:
+    values = {"secret_key": KEY, "sandbox": True, "webhook_secret": SECRET, "timeout": 0.5, **settings}
+    return Stripe(Method(3, "Card (Stripe)", "payment"), Stripe.settings_schema().load(values))
+
+
+@contextlib.asynccontextmanager
+async def on_fake(**settings):
+    async with run_fake(make_app) as fake:
+        stripe = provider(base_url=fake.base_url, **settings)
+        await stripe.startup()
+        try:
+            yield stripe, fake
+        finally:
+            await stripe.close()
+
+
+async def started(stripe, the_order=None):
+    the_order = the_order or order()
+    start = await stripe.start(the_order, URLS)
+    return start, order(the_order.total, the_order.currency, payment=start.data, key=the_order.order_key)
+
+
+def query(url: str) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def test_keeps_the_provider_contract_and_checks_its_settings():
+    check_payment_provider(Stripe, {"secret_key": KEY, "sandbox": True})
+    with pytest.raises(ValidationError) as exc:
+        Stripe.settings_schema().load({"secret_key": KEY})  # a test key in live mode
+    assert "secret_key" in exc.value.messages
+    with pytest.raises(ValidationError):
+        Stripe.settings_schema().load({"secret_key": "pk_test_publishable", "sandbox": True})
+    assert provider().base_url == "https://api.stripe.com"
+
+
+def test_form_encoding_nests_like_stripe():
+    assert form_encode({"a": {"b": [{"c": 1}, {"c": True}]}, "d": None, "e": "x"}) == [
+        ("a[b][0][c]", "1"), ("a[b][1][c]", "true"), ("e", "x")]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_paid_session_is_reported_in_stripes_amount_and_currency():
+    async with on_fake() as (stripe, fake):
+        start, paying = await started(stripe)
+        session = fake.state.records[start.reference]
+        assert start.redirect_url == session["url"] and start.data == {"session_id": session["id"]}
+        assert (session["amount_total"], session["currency"]) == (4_990, "eur")
+        assert session["client_reference_id"] == "ORD-2026-000001"
+        assert session["success_url"] == URLS.return_url + "&session_id={CHECKOUT_SESSION_ID}"
+
+        back = await shopper_choice(start.redirect_url, "approve")
+        assert query(back) == {"order": "ORD-2026-000001", "session_id": start.reference}
+        check = await stripe.verify_return(paying, query(back))
+        assert (check.state, check.amount, check.currency) == (PaymentState.PAID, 4_990, "EUR")
+        assert (await stripe.verify_return(paying, query(back))) == check  # a replayed return
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_retried_start_reuses_the_session_through_the_idempotency_key():
+    async with on_fake() as (stripe, fake):
+        first = await stripe.start(order(), URLS)
+        second = await stripe.start(order(), URLS)
+        assert first.reference == second.reference and len(fake.state.records) == 1
+        keys = {headers.get("Idempotency-Key") for op, headers in fake.state.calls if op == "create"}
+        assert keys == {"checkout-server-ORD-2026-000001-session"}
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_return_never_trusts_the_session_id_in_the_query():
+    async with on_fake() as (stripe, _fake):
+        start, paying = await started(stripe)
+        other, _ = await started(stripe, order(key="ORD-2026-000002"))
+        await shopper_choice(other.redirect_url, "approve")  # someone else's paid session
+        check = await stripe.verify_return(paying, {"session_id": other.reference})
+        assert check.state is PaymentState.PENDING and check.reference == start.reference
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("choice", ["cancel", "decline"])
+async def test_cancelled_or_declined_shopper_fails_and_the_session_is_closed(choice):
+    async with on_fake() as (stripe, fake):
+        start, paying = await started(stripe)
+        back = await shopper_choice(start.redirect_url, choice)
+        assert query(back)["cancelled"] == "1"
+        check = await stripe.verify_return(paying, query(back))
+        assert check.state is PaymentState.FAILED
+        assert fake.state.records[start.reference]["status"] == "expired"  # can't be paid later
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_hold_expiry_check_expires_open_sessions_and_keeps_paid_ones():
+    async with on_fake() as (stripe, _fake):
+        start, paying = await started(stripe)
+        assert (await stripe.check(paying)).state is PaymentState.FAILED
+        with pytest.raises(AssertionError):  # the shopper's page is gone
+            await shopper_choice(start.redirect_url, "approve")
+        start, paying = await started(stripe, order(key="ORD-2026-000002"))
+        await shopper_choice(start.redirect_url, "approve")  # paid, never came back
+        assert (await stripe.check(paying)).state is PaymentState.PAID
+        # A "cancel" arriving after the payment went through still reports the payment.
+        assert (await stripe.verify_return(paying, {"cancelled": "1"})).state is PaymentState.PAID
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("faults, expected", [
+    (Faults(amount_delta=-100), (4_890, "EUR")),
+    (Faults(currency="usd"), (4_990, "USD")),
+])
+async def test_tampered_amounts_are_reported_as_the_gateway_has_them(faults, expected):
+    async with on_fake() as (stripe, fake):
+        fake.state.faults = faults
+        start, paying = await started(stripe)
+        back = await shopper_choice(start.redirect_url, "approve")
+        check = await stripe.verify_return(paying, query(back))
+        # The core compares these with the order's and refuses to settle.
+        assert (check.amount, check.currency) == expected
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("operation", ["create", "retrieve"])
+@pytest.mark.parametrize("faults", [Faults(delay=2), Faults(status=500), Faults(malformed=True)],
+                         ids=["timeout", "5xx", "malformed"])
+async def test_gateway_faults_are_gateway_errors(operation, faults):
+    async with on_fake() as (stripe, fake):
+        faults.only = frozenset({operation})
+        fake.state.faults = faults
+        if operation == "create":
+            with pytest.raises(GatewayError):
+                await stripe.start(order(), URLS)
+        else:
+            _start, paying = await started(stripe)
+            with pytest.raises(GatewayError):
+                await stripe.verify_return(paying, {})
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_refused_connection_and_bad_key_are_gateway_errors():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    stripe = provider(base_url=closed)
+    await stripe.startup()
+    try:
+        with pytest.raises(GatewayError, match="unreachable"):
+            await stripe.start(order(), URLS)
+    finally:
+        await stripe.close()
+    async with on_fake(secret_key="sk_live_real", sandbox=False) as (stripe, _fake):
+        with pytest.raises(GatewayError, match="invalid_request_error"):
+            await stripe.start(order(), URLS)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_signed_webhooks_are_read_and_forged_or_stale_ones_refused():
+    async with on_fake() as (stripe, fake):
+        start, _paying = await started(stripe)
+        await shopper_choice(start.redirect_url, "approve")
+        headers, body = signed_event(fake.app, start.reference, "checkout.session.completed", SECRET)
+        note = await stripe.parse_notification(headers, body)
+        assert note.order_key == "ORD-2026-000001" and note.event_id == json.loads(body)["id"]
+        assert (note.check.state, note.check.amount, note.check.currency) == (PaymentState.PAID, 4_990, "EUR")
+
+        forged = body.replace(b'"amount_total": 4990', b'"amount_total": 1')
+        stale = signed_event(fake.app, start.reference, "checkout.session.completed", SECRET,
+                             timestamp=int(time.time()) - 301)
+        wrong_key = signed_event(fake.app, start.reference, "checkout.session.completed", "whsec_other")
+        for bad_headers, bad_body in [(headers, forged), stale, wrong_key, ({}, body),
+                                      ({"stripe-signature": "t=abc,v1=00"}, body)]:
+            with pytest.raises(NotificationError):
+                await stripe.parse_notification(bad_headers, bad_body)
+
+        expired = signed_event(fake.app, start.reference, "checkout.session.async_payment_failed", SECRET)
+        assert (await stripe.parse_notification(*expired)).check.state is PaymentState.FAILED
+        other = json.dumps({"id": "evt_1", "type": "charge.refunded", "data": {"object": {}}}).encode()
+        now = int(time.time())
+        note = await stripe.parse_notification({"Stripe-Signature": f"t={now},v1={sign(other, SECRET, now)}"},
+                                               other)
+        assert note.order_key is None and note.event_id == "evt_1"
+
+
+def test_signature_tolerance_both_ways_and_any_matching_v1():
+    body, now = b'{"id": "evt_1"}', 1_700_000_000
+    good = sign(body, SECRET, now)
+    assert verify_signature(body, f"t={now},v1=deadbeef,v1={good}", SECRET, 300, now=now + 300) == now
+    for when in (now + 301, now - 301):
+        with pytest.raises(NotificationError, match="tolerance"):
+            verify_signature(body, f"t={now},v1={good}", SECRET, 300, now=when)
+    with pytest.raises(NotificationError, match="no v1"):
+        verify_signature(body, f"t={now},v0={good}", SECRET, 300, now=now)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_without_a_webhook_secret_notifications_are_refused():
+    stripe = provider(webhook_secret=None)
+    with pytest.raises(NotificationError, match="webhook_secret"):
+        await stripe.parse_notification({}, b"{}")

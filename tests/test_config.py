@@ -1,0 +1,157 @@
+"""Config errors stop start-up with a message naming the file, the method and the field."""
+
+import pytest
+from marshmallow import Schema, fields, validate
+
+from checkout_server import cli
+from checkout_server.config import ConfigError, load_config, parse_config
+from checkout_server.methods import MethodTable
+from checkout_server.providers import PaymentProvider, ShippingProvider, Support
+
+
+class Rate(Schema):
+    up_to = fields.Integer(required=True, strict=True)
+    cost = fields.Integer(required=True, strict=True, validate=validate.Range(min=0))
+
+
+class FakePaySettings(Schema):
+    limit = fields.Integer(strict=True, validate=validate.Range(min=1), load_default=None)
+
+
+class FakePay(PaymentProvider):
+    name = "test_pay"
+    flow = "direct"
+    settings_schema = FakePaySettings
+
+    def supports(self, cart):
+        return Support.yes()
+
+
+class FakeShipSettings(Schema):
+    rates = fields.List(fields.Nested(Rate), required=True)
+
+
+class FakeShip(ShippingProvider):
+    name = "test_ship"
+    settings_schema = FakeShipSettings
+
+    def quote(self, cart, address):
+        return 0
+
+
+PAYMENT = {"test_pay": FakePay}
+SHIPPING = {"test_ship": FakeShip}
+GOOD = """
+[site]
+currency = "eur"
+hold_minutes = 15
+
+[[payment_methods]]
+id = 1
+provider = "test_pay"
+title = "Pay"
+[payment_methods.settings]
+limit = 5_000
+
+[[shipping_methods]]
+id = 1
+provider = "test_ship"
+title = "Ship"
+active = false
+settings = { rates = [{ up_to = 500, cost = 300 }] }
+"""
+
+
+def build(text, tmp_path, name="checkout.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return MethodTable.build(load_config(path), PAYMENT, SHIPPING), str(path)
+
+
+def error_of(text, tmp_path):
+    with pytest.raises(ConfigError) as error:
+        build(text, tmp_path)
+    return str(error.value)
+
+
+def test_a_good_file_builds_a_table(tmp_path):
+    table, path = build(GOOD, tmp_path)
+    assert table.config.path == path and table.site.currency == "EUR" and table.site.hold_minutes == 15
+    assert table.payment[1].provider.settings == {"limit": 5000}
+    assert table.active_payment(1).title == "Pay"
+    assert table.shipping[1].active is False and table.active_shipping(1) is None
+
+
+@pytest.mark.parametrize("method, expected", [
+    ('id = 3\nprovider = "bitcoin"', ["payment method 3", "provider", "'bitcoin'", "test_pay"]),
+    ('id = 3\nprovider = "test_ship"', ["payment method 3", "provider", "unknown payment provider"]),
+    ('id = "3"\nprovider = "test_pay"', ["payment_methods[0]", "id", "positive integer"]),
+    ('id = 0\nprovider = "test_pay"', ["payment_methods[0]", "id"]),
+    ('id = true\nprovider = "test_pay"', ["payment_methods[0]", "id"]),
+    ('id = 3\nprovider = "test_pay"\nactive = "yes"', ["payment method 3", "active"]),
+    ('id = 3\nprovider = "test_pay"\ntitle = ""', ["payment method 3", "title"]),
+    ('id = 3\nprovider = 7', ["payment method 3", "provider"]),
+    ('id = 3\nprovider = "test_pay"\nsettings = 5', ["payment method 3", "settings"]),
+    ('id = 3\nprovider = "test_pay"\nprice = 5', ["payment method 3", "unknown field", "price"]),
+    ('id = 3\nprovider = "test_pay"\nsettings = { limit = "lots" }',
+     ["payment method 3", "settings.limit", "integer"]),
+    ('id = 3\nprovider = "test_pay"\nsettings = { limit = 0 }', ["payment method 3", "settings.limit"]),
+    ('id = 3\nprovider = "test_pay"\nsettings = { limti = 5 }', ["payment method 3", "settings.limti"]),
+])
+def test_a_bad_payment_method_is_named_with_its_field(tmp_path, method, expected):
+    message = error_of(f"[[payment_methods]]\n{method}\n", tmp_path)
+    assert message.startswith(str(tmp_path / "checkout.toml"))
+    for part in expected:
+        assert part in message
+
+
+def test_a_duplicate_id_is_named(tmp_path):
+    text = GOOD + '\n[[shipping_methods]]\nid = 1\nprovider = "test_ship"\nsettings = { rates = [] }\n'
+    message = error_of(text, tmp_path)
+    assert "shipping method 1" in message and "duplicate" in message
+
+
+def test_the_same_id_in_payment_and_shipping_is_fine(tmp_path):
+    table, _ = build(GOOD, tmp_path)
+    assert set(table.payment) == set(table.shipping) == {1}
+
+
+def test_a_nested_settings_error_names_the_exact_field(tmp_path):
+    text = '[[shipping_methods]]\nid = 4\nprovider = "test_ship"\nsettings = { rates = [{ up_to = 5 }] }\n'
+    message = error_of(text, tmp_path)
+    assert "shipping method 4" in message and "settings.rates.0.cost" in message
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("[site]\ncurrency = 'euro'\n", "[site] currency"),
+    ("[site]\nhold_minutes = 0\n", "[site] hold_minutes"),
+    ("[site]\nbase_url = 'ftp://x'\n", "[site] base_url"),
+    ("[site]\ncolour = 'red'\n", "colour"),
+    ("[shop]\n", "unknown section"),
+    ("payment_methods = 5\n", "payment_methods"),
+    ("[[payment_methods]\nid = 1\n", "not valid TOML"),
+])
+def test_bad_site_settings_and_syntax_name_the_file(tmp_path, text, expected):
+    message = error_of(text, tmp_path)
+    assert str(tmp_path / "checkout.toml") in message and expected in message
+
+
+def test_a_missing_file_named_explicitly_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_an_empty_config_has_no_methods():
+    config = parse_config({}, None)
+    assert config.payment_methods == () and config.site.currency == "EUR"
+
+
+def test_serve_refuses_to_start_on_a_bad_method(tmp_path, monkeypatch, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text('[[payment_methods]]\nid = 9\nprovider = "nobody_installed_this"\n')
+    # The app is built before any database round trip: a closed port is never dialled.
+    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100")
+    assert cli.main(["serve", "--config", str(path), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "config error" in err and str(path) in err and "payment method 9" in err
+    assert "provider" in err

@@ -1,0 +1,73 @@
+"""The embedded nx-27017 server: data survives a restart, a leftover server is recovered."""
+
+import os
+
+import pytest
+
+from checkout_server.storage import Storage
+from checkout_server.storage.embedded import EmbeddedMongo, _alive
+
+
+async def _storage(uri) -> Storage:
+    storage = Storage.connect(uri, "checkout")
+    await storage.create_indexes()
+    return storage
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_data_survives_a_restart_on_the_same_data_dir(tmp_path):
+    server = EmbeddedMongo(tmp_path)
+    storage = await _storage(server.start())
+    try:
+        mug = await storage.products.create({"name": "Mug", "price": 1200, "stock": 5})
+        ada = await storage.customers.create("hash-ada", {"first_name": "Ada"})
+        await storage.customers.add_to_cart(ada["_id"], mug["_id"], 2)
+        assert await storage.products.reserve("ORD-2026-000001", {mug["_id"]: 3}) == 1
+    finally:
+        storage.close()
+        server.stop()
+    assert not server.pid_file.exists()
+
+    again = EmbeddedMongo(tmp_path)
+    storage = await _storage(again.start())
+    try:
+        assert (await storage.customers.by_token_hash("hash-ada"))["cart"] == {str(mug["_id"]): 2}
+        product = await storage.products.get(mug["_id"])
+        assert product["stock"] == 2 and product["holds"] == {"ORD-2026-000001": 3}
+        # Sequences go on where they stopped: no id is handed out twice.
+        assert (await storage.products.create({"name": "Pen", "price": 1, "stock": 1}))["_id"] == mug["_id"] + 1
+    finally:
+        storage.close()
+        again.stop()
+
+
+@pytest.mark.gen_test(timeout=120)
+async def test_a_server_left_behind_by_a_killed_run_is_stopped(tmp_path):
+    killed_run = EmbeddedMongo(tmp_path)
+    storage = await _storage(killed_run.start())
+    await storage.products.create({"name": "Mug", "price": 1200, "stock": 5})
+    storage.close()
+    leftover_pid = killed_run.process.pid
+    # The service was SIGKILLed: nobody stopped its database, whose pid file stays.
+    assert _alive(leftover_pid) and killed_run.pid_file.exists()
+
+    next_run = EmbeddedMongo(tmp_path)
+    storage = await _storage(next_run.start())
+    try:
+        killed_run.process.wait(10)  # reap it: it was stopped by next_run.start()
+        assert not _alive(leftover_pid)
+        assert (await storage.products.find_by_name("Mug"))["stock"] == 5
+    finally:
+        storage.close()
+        next_run.stop()
+
+
+def test_a_stale_pid_file_of_another_process_is_ignored(tmp_path):
+    # The pid belongs to this test process, not to an nx-27017 server: it must not be killed.
+    (tmp_path / "nx-27017.pid").write_text(f"{os.getpid()}\n")
+    server = EmbeddedMongo(tmp_path)
+    try:
+        server.start()
+        assert server.pid_file.read_text().strip() == str(server.process.pid)
+    finally:
+        server.stop()

@@ -1,0 +1,120 @@
+"""Idempotency-Key on POST /api/shop/checkout/cart (CONTRACT.md, invariant 4)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import checkout_fixtures as kit
+import pytest
+from invariants import assert_stock_invariant
+
+from checkout_server import checkout as checkout_module
+from checkout_server.sweeper import sweep
+from checkout_server.testing import TestShop
+
+
+def shop() -> TestShop:
+    return TestShop(config=kit.CONFIG, plugins=[kit])
+
+
+@pytest.mark.gen_test
+async def test_same_key_and_body_replays_the_first_answer_exactly():
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+        first = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-1")
+        assert first.status == 200
+        # The cart is empty now: without the key this would be a 400.
+        again = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-1")
+        assert (again.status, again.raw) == (first.status, first.raw)
+        assert await s.storage.orders.count({}) == 1
+        assert (await c.checkout(kit.DIRECT, kit.FLAT)).status == 400  # empty cart
+        await assert_stock_invariant(s.storage)
+
+
+@pytest.mark.gen_test
+async def test_same_key_with_a_different_body_is_400():
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+        await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-2")
+        r = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-2", notes="changed my mind")
+        assert r.status == 400 and "different request body" in r.body["error"]
+        assert await s.storage.orders.count({}) == 1
+
+
+@pytest.mark.gen_test
+async def test_refusals_are_replayed_too():
+    async with shop() as s:
+        p = await s.product(stock=0)
+        c = await s.customer(cart={p["_id"]: 1})
+        first = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-3")
+        assert first.status == 400
+        await s.storage.products.adjust_stock(p["_id"], 5)
+        again = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-3")
+        assert (again.status, again.raw) == (400, first.raw)
+
+
+@pytest.mark.gen_test
+async def test_a_503_is_not_stored_so_the_same_key_can_retry():
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+        r = await c.checkout(kit.DOWN, kit.FLAT, idempotency_key="k-4")
+        assert r.status == 503
+        r = await c.checkout(kit.DOWN, kit.FLAT, idempotency_key="k-4")
+        assert r.status == 503  # a real retry, not a replay
+        assert await s.storage.orders.count({"status": "CANCELLED"}) == 2
+        await assert_stock_invariant(s.storage)
+
+
+@pytest.mark.gen_test
+async def test_same_key_while_the_first_is_running_is_409():
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+        request = {"address": c.address_id, "payment_method": kit.DIRECT, "shipping_method": kit.FLAT, "notes": ""}
+        # A first request with this key and body has claimed it and not finished yet.
+        assert await s.storage.idempotency.claim(f"{c.id}:k-5", checkout_module._digest(request)) is None
+        r = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-5")
+        assert r.status == 409 and "still being processed" in r.body["error"]
+        assert await s.storage.orders.count({}) == 0
+
+
+@pytest.mark.gen_test
+async def test_concurrent_requests_with_one_key_make_one_order():
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+        answers = await asyncio.gather(*[c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-6") for _ in range(4)])
+        statuses = [a.status for a in answers]
+        assert 200 in statuses and set(statuses) <= {200, 409}
+        assert len({a.raw for a in answers if a.status == 200}) == 1
+        assert await s.storage.orders.count({}) == 1
+        await assert_stock_invariant(s.storage)
+
+
+@pytest.mark.gen_test
+async def test_keys_are_per_customer_and_at_most_255_characters():
+    async with shop() as s:
+        p = await s.product(stock=10)
+        a = await s.customer(cart={p["_id"]: 1})
+        b = await s.customer(cart={p["_id"]: 1})
+        ra = await a.checkout(kit.DIRECT, kit.FLAT, idempotency_key="shared")
+        rb = await b.checkout(kit.DIRECT, kit.FLAT, idempotency_key="shared")
+        assert ra.status == rb.status == 200 and ra.body != rb.body
+        r = await a.checkout(kit.DIRECT, kit.FLAT, idempotency_key="x" * 256)
+        assert r.status == 400 and "Idempotency-Key" in r.body["error"]
+
+
+@pytest.mark.gen_test
+async def test_keys_older_than_a_day_are_purged_by_the_sweeper():
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+        await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="old")
+        await s.storage.idempotency.collection.update_one(
+            {"_id": f"{c.id}:old"}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=25)}})
+        report = await sweep(s.storage, s.methods)
+        assert report.purged_keys == 1

@@ -1,0 +1,126 @@
+"""`checkout-server serve --demo` as a user runs it: a real process, the embedded database."""
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from checkout_server.storage.embedded import free_port
+
+DEMO_PROVIDERS = {"payment": {"cash_on_delivery", "sandbox"},
+                  "shipping": {"flat_rate", "digital_delivery", "store_pickup"}}
+
+
+def _missing_demo_providers() -> set[str]:
+    from checkout_server.pluginmanager import collect_providers, make_plugin_manager
+
+    saved = os.environ.pop("CHECKOUT_PLUGINS", None)
+    try:
+        payment, shipping = collect_providers(make_plugin_manager())
+    finally:
+        if saved is not None:
+            os.environ["CHECKOUT_PLUGINS"] = saved
+    return (DEMO_PROVIDERS["payment"] - set(payment)) | (DEMO_PROVIDERS["shipping"] - set(shipping))
+
+
+def _start(data_dir: Path, port: int) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("CHECKOUT_PLUGINS", "MONGODB_URI", "CHECKOUT_CONFIG", "PORT")}
+    env.update(CHECKOUT_DATA_DIR=str(data_dir), CHECKOUT_ADMIN_TOKEN="serve-test-admin", LOG_LEVEL="WARNING")
+    exe = Path(sys.executable).with_name("checkout-server")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "checkout_server.cli"]
+    # cwd without a config/ folder: --demo falls back to the packaged demo config.
+    return subprocess.Popen(cmd + ["serve", "--demo", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=data_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _read_demo(process: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    """The printed token and everything printed up to the checkout curl."""
+    out = []
+    deadline = time.monotonic() + timeout
+    token = None
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([process.stdout], [], [], 0.5)
+        if not ready:
+            if process.poll() is not None:
+                break
+            continue
+        line = process.stdout.readline()
+        if not line:
+            break
+        out.append(line)
+        if line.startswith("DEMO_TOKEN="):
+            token = line.strip().split("=", 1)[1]
+        if token and "/api/shop/checkout/cart" in line:
+            return token, "".join(out)
+    process.kill()
+    raise AssertionError("serve --demo printed no token:\n" + "".join(out))
+
+
+def _get(port: int, path: str, token: str | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    if token:
+        request.add_header("Authorization", f"Token {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _stop(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_serve_demo_twice_on_the_same_data(tmp_path):
+    missing = _missing_demo_providers()
+    if missing:
+        pytest.skip(f"the demo's providers are not installed ({', '.join(sorted(missing))}): "
+                    "pip install -r requirements.txt")
+    data_dir = tmp_path / "var"
+    port = free_port()
+    process = _start(data_dir, port)
+    try:
+        token, printed = _read_demo(process)
+        assert f"http://127.0.0.1:{port}/api/shop/cart" in printed
+        assert _get(port, "/health") == (200, {"status": "ok"})
+        status, cart = _get(port, "/api/shop/cart", token)
+        assert status == 200 and cart["currency"] == "EUR" and len(cart["items"]) == 2
+        status, profile = _get(port, "/api/shop/profile", token)
+        assert profile["complete"] is True
+        status, addresses = _get(port, "/api/shop/addresses", token)
+        assert len(addresses) == 1 and f'"address": {addresses[0]["id"]}' in printed
+        first_products = [_get(port, f"/api/admin/products/{n}", "serve-test-admin") for n in range(1, 7)]
+    finally:
+        code = _stop(process)
+    assert code == 0
+
+    process = _start(data_dir, port)
+    try:
+        new_token, _ = _read_demo(process)
+        assert new_token != token
+        # Only hashes are stored: the old token no longer works, the new one does.
+        assert _get(port, "/api/shop/cart", token)[0] == 401
+        status, cart_again = _get(port, "/api/shop/cart", new_token)
+        assert cart_again == cart  # quantities set, not added
+        assert _get(port, "/api/shop/addresses", new_token)[1] == addresses
+        assert _get(port, "/api/shop/profile", new_token)[1]["id"] == profile["id"]
+        products = [_get(port, f"/api/admin/products/{n}", "serve-test-admin") for n in range(1, 7)]
+        assert products == first_products
+        assert [status for status, _ in products] == [200] * 5 + [404]  # 5 products, no more
+    finally:
+        code = _stop(process)
+    assert code == 0
