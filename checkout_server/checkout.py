@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from . import reservations
 from .availability import payment_support, shipping_offer
@@ -46,7 +46,7 @@ class CheckoutError(Exception):
 
 def utcnow() -> datetime:
     """The clock (tests replace it to move the order year or hold expiry)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _digest(value) -> str:

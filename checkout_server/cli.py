@@ -1,4 +1,4 @@
-"""The `checkout-server` command: serve, plugins."""
+"""The `checkout-server` command: serve, plugins, fake-gateway."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     plugins.add_argument("--config", help="also check this config file and list its methods "
                                           "(exit 2 if it would not load)")
 
+    fake = sub.add_parser("fake-gateway", help="run a local fake of a payment gateway (offline development)")
+    fake.add_argument("name", help="the gateway: stripe, paypal, zarinpal, or a third-party plugin's")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=0, help="default: any free port")
+
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO").upper(),
@@ -42,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(serve_forever(args))
         if args.command == "plugins":
             return list_plugins(args)
+        if args.command == "fake-gateway":
+            return asyncio.run(serve_fake_gateway(args))
     except ConfigError as exc:
         print(f"checkout-server: config error: {exc}", file=sys.stderr)
         return 2
@@ -167,3 +174,17 @@ async def reload_config(app, args) -> bool:
     log.info("config reloaded: %d payment and %d shipping methods",
              len(table.payment), len(table.shipping))
     return True
+
+
+async def serve_fake_gateway(args) -> int:
+    """Serve a plugin's fake gateway until SIGINT/SIGTERM; point a method's `base_url` at it."""
+    from .fakegateway import collect_fake_gateways, serve_until_stopped
+    from .pluginmanager import get_plugin_manager
+
+    fakes = collect_fake_gateways(get_plugin_manager())
+    if args.name not in fakes:
+        known = ", ".join(sorted(fakes)) or "none installed"
+        print(f"checkout-server: no fake gateway named {args.name!r} (known: {known})", file=sys.stderr)
+        return 2
+    await serve_until_stopped(fakes[args.name], args.host, args.port, args.name)
+    return 0

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import functools
 import html
+import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,9 +34,11 @@ __all__ = [
     "Faults",
     "RunningFake",
     "approval_page",
+    "collect_fake_gateways",
     "fake_api",
     "new_app",
     "run_fake",
+    "serve_until_stopped",
     "shopper_choice",
     "with_query",
 ]
@@ -163,6 +166,32 @@ async def run_fake(make_app: Callable[[str], web.Application], host: str = "127.
         app[STATE].closing.set()
         await runner.cleanup()
         sock.close()
+
+
+def collect_fake_gateways(plugin_manager) -> dict[str, Callable[[str], web.Application]]:
+    """{name: make_app} of every fake the plugins register (`register_fake_gateways`)."""
+    fakes: dict[str, Callable[[str], web.Application]] = {}
+
+    def register(name: str, make_app: Callable[[str], web.Application]) -> None:
+        if name in fakes and fakes[name] is not make_app:
+            raise ValueError(f"two fake gateways are named {name!r}")
+        fakes[name] = make_app
+
+    plugin_manager.hook.register_fake_gateways(register=register)
+    return fakes
+
+
+async def serve_until_stopped(make_app, host: str, port: int, name: str) -> None:
+    """Run a fake until SIGINT or SIGTERM, telling the developer where it is."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with run_fake(make_app, host, port) as fake:
+        print(f"fake {name} gateway listening on {fake.base_url}\n"
+              f"  in the payment method's settings: base_url = \"{fake.base_url}\"\n"
+              f"  fault switches: GET/POST {fake.base_url}/__fake__/faults", flush=True)
+        await stop.wait()
 
 
 async def shopper_choice(page_url: str, choice: str) -> str:

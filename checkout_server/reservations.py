@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 
 log = logging.getLogger("checkout_server.reservations")
 
@@ -117,7 +117,7 @@ class ReconcileReport:
 async def reconcile(storage, stale_after: timedelta | None = None) -> ReconcileReport:
     """Finish or undo whatever an interrupted checkout or settlement left half-done."""
     report = ReconcileReport()
-    cutoff = datetime.now(timezone.utc) - (STALE_AFTER if stale_after is None else stale_after)
+    cutoff = datetime.now(UTC) - (STALE_AFTER if stale_after is None else stale_after)
     # 1. Checkouts that died between inserting the order and recording its payment.
     for order in await storage.orders.find({"stock": "reserving", "created_at": {"$lte": cutoff}}):
         if await cancel_order(storage, order, {"stock": "reserving"}, "checkout interrupted", discard=True):

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from .providers import PaymentCheck, PaymentState
+from .providers import GatewayError, PaymentCheck, PaymentState
 from .settlement import order_info, settle
 
 log = logging.getLogger("checkout_server.sweeper")
@@ -31,7 +31,7 @@ class SweepReport:
 
 async def sweep(storage, table, now: datetime | None = None) -> SweepReport:
     """One pass: expire overdue holds, purge idempotency keys older than 24 hours."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     report = SweepReport()
     overdue = await storage.orders.find({"status": "HOLD", "stock": "held", "hold_until": {"$lt": now}})
     for order in overdue:
@@ -48,8 +48,12 @@ async def _expire(storage, table, order: dict, report: SweepReport) -> None:
     if method is not None:
         try:
             check = await method.provider.check(order_info(order))
-        except Exception as exc:  # a gateway outage or a plugin bug: try again next sweep
+        except GatewayError as exc:  # an outage: try again next sweep
             log.warning("order %s: payment check failed, keeping it on hold for now: %s", order["_id"], exc)
+            report.deferred.append(order["_id"])
+            return
+        except Exception:  # a plugin bug must not cancel a possibly paid order either
+            log.exception("order %s: payment method %s failed to check the payment", order["_id"], method.id)
             report.deferred.append(order["_id"])
             return
     if check is None or check.state is PaymentState.PENDING:

@@ -91,21 +91,25 @@ class TestShop:
         for plugin in self.plugins:
             if not pm.is_registered(plugin):
                 pm.register(plugin)
+        sock, port = bind_unused_port()
+        self.base_url = f"http://127.0.0.1:{port}"
+        # Unless the test says otherwise, the URLs handed to gateways point at this shop.
+        raw_config = {**self.raw_config,
+                      "site": {"base_url": self.base_url, **self.raw_config.get("site", {})}}
         try:
             check_hooks(pm)  # a misspelled hook in the plugin under test fails here, loudly
-            config = parse_config(self.raw_config, "<test config>")
+            config = parse_config(raw_config, "<test config>")
             self.app = Application(self.storage, config, plugin_manager=pm,
                                    admin_token=self.ADMIN_TOKEN)
             await self.app.startup()
         except BaseException:
             if self.app is not None:
                 await self.app.shutdown()
+            sock.close()
             self.client.close()
             raise
-        sock, port = bind_unused_port()
         self.server = HTTPServer(self.app)
         self.server.add_sockets([sock])
-        self.base_url = f"http://127.0.0.1:{port}"
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -10,8 +10,15 @@ import json
 
 from checkout_server.hookspecs import hookimpl
 from checkout_server.providers import (
-    GatewayError, Notification, NotificationError, PaymentCheck, PaymentProvider, PaymentStart,
-    PaymentState, ShippingProvider, Support,
+    GatewayError,
+    Notification,
+    NotificationError,
+    PaymentCheck,
+    PaymentProvider,
+    PaymentStart,
+    PaymentState,
+    ShippingProvider,
+    Support,
 )
 
 GATEWAY = "https://gateway.test"

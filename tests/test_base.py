@@ -125,3 +125,24 @@ def test_handlers_are_authenticated_unless_they_say_public():
     assert "/health" in public
     assert not any(p.startswith(("/api/shop/profile", "/api/shop/cart", "/api/shop/addresses", "/api/admin"))
                    for p in public)
+
+
+@pytest.mark.gen_test
+async def test_a_database_that_does_not_answer_is_503_json(monkeypatch):
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    async with TestShop() as shop:
+        customer = await shop.customer()
+
+        async def down(*args, **kwargs):
+            raise ServerSelectionTimeoutError("no servers")
+
+        async def no_ping():
+            return False
+
+        monkeypatch.setattr(shop.storage.customers, "by_token_hash", down)
+        monkeypatch.setattr(shop.storage, "ping", no_ping)
+        r = await customer.request("GET", "/api/shop/cart")
+        assert _is_json_error(r, 503) and b"no servers" not in r.raw
+        r = await shop.request("GET", "/health")
+        assert _is_json_error(r, 503)

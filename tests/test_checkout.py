@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import checkout_fixtures as kit
 import pytest
@@ -71,7 +71,7 @@ async def test_redirect_payment_answers_next_step_and_keeps_cart_until_paid():
 
 @pytest.mark.gen_test
 async def test_order_snapshot_prices_totals_address_and_notes(monkeypatch):
-    monkeypatch.setattr(checkout_module, "utcnow", lambda: datetime(2026, 3, 1, 12, tzinfo=timezone.utc))
+    monkeypatch.setattr(checkout_module, "utcnow", lambda: datetime(2026, 3, 1, 12, tzinfo=UTC))
     async with shop() as s:
         widget = await s.product("Widget", price=1250, stock=5)
         c = await s.customer(cart={widget["_id"]: 3})

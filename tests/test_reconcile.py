@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+
 import checkout_fixtures as kit
 import pytest
 from invariants import assert_stock_invariant

@@ -82,7 +82,7 @@ async def test_failed_return_cancels_and_gives_units_back_once():
 async def test_amount_or_currency_mismatch_cancels():
     async with shop() as s:
         for check in (paid(1), paid(2500, "USD")):
-            p, c, key = await redirect_order(s)
+            _p, _c, key = await redirect_order(s)
             kit.GATEWAY_STATE[key] = check
             r = await come_back(s, key)
             assert r.headers["Location"].endswith("payment=failed")
@@ -94,7 +94,7 @@ async def test_amount_or_currency_mismatch_cancels():
 @pytest.mark.gen_test
 async def test_pending_or_unreachable_gateway_leaves_hold():
     async with shop() as s:
-        p, c, key = await redirect_order(s)
+        _p, _c, key = await redirect_order(s)
         r = await come_back(s, key)
         assert r.headers["Location"].endswith("payment=pending")
         kit.GATEWAY_STATE[key] = "down"
@@ -107,7 +107,7 @@ async def test_pending_or_unreachable_gateway_leaves_hold():
 @pytest.mark.gen_test
 async def test_replayed_return_after_payment_does_not_ask_the_gateway_again():
     async with shop() as s:
-        p, c, key = await redirect_order(s)
+        _p, _c, key = await redirect_order(s)
         kit.GATEWAY_STATE[key] = paid(2500)
         await come_back(s, key)
         kit.CALLS.clear()
@@ -120,7 +120,7 @@ async def test_replayed_return_after_payment_does_not_ask_the_gateway_again():
 @pytest.mark.gen_test
 async def test_return_for_unknown_order_or_other_method():
     async with shop() as s:
-        p, c, key = await redirect_order(s)
+        _p, _c, key = await redirect_order(s)
         assert (await come_back(s, "ORD-2026-999999")).status == 404
         r = await come_back(s, key, method=kit.DIRECT)
         assert r.status == 400 and "error" in r.body
@@ -131,7 +131,7 @@ async def test_return_for_unknown_order_or_other_method():
 @pytest.mark.gen_test
 async def test_racing_settlements_change_the_order_once():
     async with shop() as s:
-        p, c, key = await redirect_order(s, stock=5, quantity=2)
+        p, _c, key = await redirect_order(s, stock=5, quantity=2)
         order = await s.storage.orders.get(key)
         outcomes = await asyncio.gather(
             *[settle(s.storage, s.methods, order, PaymentCheck(PaymentState.FAILED)) for _ in range(5)],
@@ -154,7 +154,7 @@ async def notify(s, body, signature="valid", method=kit.REDIRECT):
 @pytest.mark.gen_test
 async def test_notification_settles_and_is_deduplicated():
     async with shop() as s:
-        p, c, key = await redirect_order(s)
+        _p, _c, key = await redirect_order(s)
         r = await notify(s, {"order": key, "event": "evt_1", "state": "paid", "amount": 2500, "currency": "EUR"})
         assert r.status == 200 and r.body["result"] == "paid"
         r = await notify(s, {"order": key, "event": "evt_1", "state": "failed"})
@@ -167,7 +167,7 @@ async def test_notification_settles_and_is_deduplicated():
 @pytest.mark.gen_test
 async def test_notification_without_state_asks_the_gateway():
     async with shop() as s:
-        p, c, key = await redirect_order(s)
+        p, _c, key = await redirect_order(s)
         kit.GATEWAY_STATE[key] = PaymentCheck(PaymentState.FAILED)
         r = await notify(s, {"order": key, "event": "evt_2"})
         assert r.status == 200 and r.body["result"] == "failed"
@@ -177,7 +177,7 @@ async def test_notification_without_state_asks_the_gateway():
 @pytest.mark.gen_test
 async def test_forged_notification_is_400_and_changes_nothing():
     async with shop() as s:
-        p, c, key = await redirect_order(s)
+        _p, _c, key = await redirect_order(s)
         r = await notify(s, {"order": key, "state": "paid", "amount": 2500, "currency": "EUR"}, signature="forged")
         assert r.status == 400 and "bad signature" in r.body["error"]
         assert (await s.storage.orders.get(key))["status"] == "HOLD"

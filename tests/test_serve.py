@@ -2,10 +2,11 @@
 
 import json
 import os
-import select
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -44,17 +45,23 @@ def _start(data_dir: Path, port: int) -> subprocess.Popen:
 
 def _read_demo(process: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
     """The printed token and everything printed up to the checkout curl."""
+    lines: queue.Queue = queue.Queue()
+
+    def pump():  # a thread, so a silent or dead process cannot hang the test
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
     out = []
-    deadline = time.monotonic() + timeout
     token = None
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.5)
-        if not ready:
-            if process.poll() is not None:
-                break
-            continue
-        line = process.stdout.readline()
-        if not line:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
             break
         out.append(line)
         if line.startswith("DEMO_TOKEN="):

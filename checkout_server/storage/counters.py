@@ -1,6 +1,7 @@
 """Integer id sequences from one atomic counters collection."""
 
 from pymongo import ReturnDocument
+from pymongo.errors import DuplicateKeyError
 
 
 class Counters:
@@ -9,10 +10,17 @@ class Counters:
 
     async def next_value(self, name: str) -> int:
         """The next value of sequence `name`, starting at 1; unique under concurrency."""
-        doc = await self.collection.find_one_and_update(
-            {"_id": name},
-            {"$inc": {"seq": 1}},
-            upsert=True,
-            return_document=ReturnDocument.AFTER,
-        )
-        return doc["seq"]
+        for attempt in range(2):
+            try:
+                doc = await self.collection.find_one_and_update(
+                    {"_id": name},
+                    {"$inc": {"seq": 1}},
+                    upsert=True,
+                    return_document=ReturnDocument.AFTER,
+                )
+                return doc["seq"]
+            except DuplicateKeyError:
+                # Two first-ever upserts raced; the loser's retry finds the counter.
+                if attempt:
+                    raise
+        raise AssertionError("unreachable")

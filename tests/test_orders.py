@@ -1,0 +1,60 @@
+"""Orders API: the customer's own orders, and the admin's view."""
+
+from __future__ import annotations
+
+import checkout_fixtures as kit
+import pytest
+
+from checkout_server.testing import TestShop
+
+DETAIL_FIELDS = {"order_key", "status", "items", "subtotal", "shipping_cost", "total", "currency",
+                 "payment_method", "shipping_method", "address", "notes", "created_at"}
+
+
+def shop() -> TestShop:
+    return TestShop(config=kit.CONFIG, plugins=[kit])
+
+
+@pytest.mark.gen_test
+async def test_list_newest_first_and_detail_fields():
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer()
+        keys = []
+        for method in (kit.DIRECT, kit.REDIRECT):
+            await s.storage.customers.add_to_cart(c.id, p["_id"], 1)
+            r = await c.checkout(method, kit.FLAT)
+            keys.append(r.body.get("order_key") or r.body["next_step"].rsplit("/", 1)[1])
+        r = await c.request("GET", "/api/shop/orders")
+        assert r.status == 200 and [o["order_key"] for o in r.body] == keys[::-1]
+        r = await c.request("GET", f"/api/shop/orders/{keys[1]}")
+        assert r.status == 200 and DETAIL_FIELDS <= set(r.body)
+        assert r.body["status"] == "HOLD" and r.body["next_step"].endswith(keys[1])
+        assert "customer" not in r.body and "stock" not in r.body
+
+
+@pytest.mark.gen_test
+async def test_another_customers_order_is_404_like_a_missing_one():
+    async with shop() as s:
+        p = await s.product(stock=10)
+        a = await s.customer(cart={p["_id"]: 1})
+        b = await s.customer()
+        key = (await a.checkout(kit.DIRECT, kit.FLAT)).body["order_key"]
+        theirs = await b.request("GET", f"/api/shop/orders/{key}")
+        missing = await b.request("GET", "/api/shop/orders/ORD-2026-999999")
+        assert theirs.status == missing.status == 404 and theirs.body == missing.body
+        assert (await b.request("GET", "/api/shop/orders")).body == []
+        assert (await s.request("GET", "/api/shop/orders")).status == 401
+
+
+@pytest.mark.gen_test
+async def test_admin_sees_any_order_customers_do_not():
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+        key = (await c.checkout(kit.DIRECT, kit.FLAT)).body["order_key"]
+        r = await s.admin("GET", f"/api/admin/orders/{key}")
+        assert r.status == 200 and r.body["customer"] == c.id and r.body["stock"] == "committed"
+        assert (await c.request("GET", f"/api/admin/orders/{key}")).status == 403
+        assert (await s.request("GET", f"/api/admin/orders/{key}")).status == 401
+        assert (await s.admin("GET", "/api/admin/orders/ORD-2026-999999")).status == 404
