@@ -59,11 +59,46 @@ def checkout_fingerprint(customer: dict, request: dict) -> str:
     return _digest({"cart": cart, "request": request})
 
 
+class CheckoutLock:
+    """One checkout's hold on its customer's checkout lock, released exactly once.
+
+    `customer` is the customer document as read when the lock was taken: the checkout's
+    one read of the customer.
+    """
+
+    def __init__(self, storage, customer: dict):
+        self.storage = storage
+        self.customer = customer
+        self.held = True
+
+    async def release(self, last_checkout: dict | None = None) -> None:
+        if self.held:
+            self.held = False
+            await self.storage.customers.release_checkout_lock(
+                self.customer["_id"], last_checkout, as_read=self.customer)
+
+
+async def lock_customer_by_token(storage, token_hash: str) -> dict | None:
+    """Authenticate and take the checkout lock in one update: the customer, or None.
+
+    None: an unknown token or a checkout already running (`by_token_hash` tells which).
+    A customer returned here is locked: pass it to `checkout_cart(..., locked=True)`.
+    """
+    return await storage.customers.acquire_checkout_lock_by_token(token_hash, LOCK_SECONDS)
+
+
 async def checkout_cart(storage, table, customer: dict, request: dict,
-                        idempotency_key: str | None = None) -> tuple[int, dict]:
-    """Run one checkout for `customer` (as authenticated) with the validated `request`."""
+                        idempotency_key: str | None = None, *, locked: bool = False) -> tuple[int, dict]:
+    """Run one checkout for `customer` (as authenticated) with the validated `request`.
+
+    `locked`: `customer` came from `lock_customer_by_token`, so this checkout already holds
+    the lock (only without an `idempotency_key`: a keyed request is looked up before it
+    takes the lock, so that a replay never waits on one).
+    """
+    if locked and idempotency_key is not None:
+        raise ValueError("a keyed checkout takes its lock after its key is claimed")
     if idempotency_key is None:
-        return await _checkout_once(storage, table, customer, request)
+        return await _checkout_once(storage, table, customer, request, locked)
     if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise CheckoutError(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
                             {"Idempotency-Key": [f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters"]})
@@ -95,12 +130,13 @@ async def checkout_cart(storage, table, customer: dict, request: dict,
     return status, body
 
 
-async def _checkout_once(storage, table, customer: dict, request: dict) -> tuple[int, dict]:
-    # The lock's read is the checkout's read of the customer: fresh, and taken under the lock.
-    locked = await storage.customers.acquire_checkout_lock(customer["_id"], LOCK_SECONDS)
+async def _checkout_once(storage, table, customer: dict, request: dict, locked: bool = False) -> tuple[int, dict]:
     if not locked:
-        raise CheckoutError(409, "a checkout of this cart is already in progress; try again in a moment")
-    customer = locked if isinstance(locked, dict) else customer
+        # The lock's read is the checkout's read of the customer: fresh, and taken under the lock.
+        customer = await storage.customers.acquire_checkout_lock(customer["_id"], LOCK_SECONDS)
+        if customer is None:
+            raise CheckoutError(409, "a checkout of this cart is already in progress; try again in a moment")
+    lock = CheckoutLock(storage, customer)
     last_checkout = None
     try:
         fingerprint = checkout_fingerprint(customer, request)
@@ -109,12 +145,12 @@ async def _checkout_once(storage, table, customer: dict, request: dict) -> tuple
             order = await storage.orders.get(previous.get("order_key"))
             if order is not None and order.get("status") == "HOLD" and order.get("stock") == "held":
                 return 200, answer_for(order)
-        body, hold = await place_order(storage, table, customer, request)
+        body, hold = await place_order(storage, table, lock, request)
         if hold:
             last_checkout = {"fingerprint": fingerprint, "order_key": hold}
         return 200, body
     finally:
-        await storage.customers.release_checkout_lock(customer["_id"], last_checkout)
+        await lock.release(last_checkout)
 
 
 def answer_for(order: dict) -> dict:
@@ -225,11 +261,12 @@ def payment_urls(site, method_id: int, order_key: str) -> PaymentUrls:
                        notify_url=f"{base}/api/shop/checkout/notify/{method_id}")
 
 
-async def place_order(storage, table, customer: dict, request: dict) -> tuple[dict, str | None]:
-    """Validate, create the order, reserve, start the payment.
+async def place_order(storage, table, lock: CheckoutLock, request: dict) -> tuple[dict, str | None]:
+    """Validate, create the order, reserve, start the payment (for `lock.customer`).
 
     Returns (answer, order key if the order waits on HOLD for its payment, else None).
     """
+    customer = lock.customer
     site = table.site
     loaded = await load_cart(storage, customer, site.currency)
     problems, address_doc, payment, shipping, cost = _validate(customer, loaded, request, table)
@@ -238,8 +275,8 @@ async def place_order(storage, table, customer: dict, request: dict) -> tuple[di
 
     now = utcnow()
     order_key = await storage.orders.next_order_key(now.year)
-    order = _build_order(order_key, customer, loaded, request, address_doc, payment, shipping, cost, site, now)
-    await storage.orders.insert(order)
+    order = await storage.orders.insert(
+        _build_order(order_key, customer, loaded, request, address_doc, payment, shipping, cost, site, now))
     await reservations.fault_point("order_inserted")
     lines = loaded.quantities
     short = await reservations.reserve_lines(storage, order_key, lines)
@@ -259,13 +296,13 @@ async def place_order(storage, table, customer: dict, request: dict) -> tuple[di
     if start.settled:
         changes["status"] = "PROCESSING"
         history = {"status": "PROCESSING", "reason": f"settled by {payment.provider.name}"}
-    recorded = await storage.orders.transition(order_key, {"stock": "reserving"}, changes, history)
+    recorded = await storage.orders.transition(order_key, {"stock": "reserving"}, changes, history, current=order)
     if recorded is None:
         # The reconciler gave this checkout up as stalled and cancelled the order.
         await storage.products.release(order_key, lines)
         raise CheckoutError(500, "the checkout took too long and was cancelled; please try again")
     if start.settled:
-        await complete_paid(storage, recorded)
+        await complete_paid(storage, recorded, lock)
         return {"order_key": order_key}, None
     return answer_for(recorded), order_key
 

@@ -22,7 +22,8 @@ def main(argv: list[str] | None = None) -> int:
 
     serve = sub.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-    serve.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8888")))
+    # A string default goes through `type`, so a bad PORT is a usage error, not a traceback.
+    serve.add_argument("--port", type=int, default=os.environ.get("PORT", "8888"))
     serve.add_argument("--config", help="config file (default: $CHECKOUT_CONFIG or config/checkout.toml)")
     serve.add_argument("--demo", action="store_true",
                        help="seed a demo catalog and customer and print a ready-to-paste curl")
@@ -38,8 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     fake.add_argument("--port", type=int, default=0, help="default: any free port")
 
     args = parser.parse_args(argv)
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        parser.error(f"LOG_LEVEL={level}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
     logging.basicConfig(
-        level=os.environ.get("LOG_LEVEL", "INFO").upper(),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
@@ -94,6 +98,14 @@ def list_plugins(args) -> int:
 
 
 def resolve_config(args):
+    config = _read_config(args)
+    if args.demo:  # the demo runs on this machine: its loopback URLs follow --port/PORT
+        from .demo import follow_listen_address
+        config = follow_listen_address(config, args.host, args.port)
+    return config
+
+
+def _read_config(args):
     path = config_path(args.config)
     if args.demo and not args.config and not os.environ.get("CHECKOUT_CONFIG") and not os.path.exists(path):
         from .demo import DEMO_CONFIG_PATH
@@ -112,6 +124,8 @@ async def serve_forever(args) -> int:
     from .storage.embedded import EmbeddedMongo
 
     config = resolve_config(args)
+    log.info("config %s: %d payment and %d shipping methods, site %s", config.path or "(none)",
+             len(config.payment_methods), len(config.shipping_methods), config.site.base_url)
     embedded = None
     uri = os.environ.get("MONGODB_URI")
     if not uri:

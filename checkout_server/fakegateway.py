@@ -9,6 +9,9 @@ work on every fake:
         fake.state.faults = Faults(status=503, only={"create"})
         ...
 
+`add_payment_page` gives a fake the shopper's approve/decline/cancel page, `json_object`
+and `record_or_404` serve its API handlers, and `shopper_choice` plays the browser on it.
+
 The switches can also be flipped over HTTP (`POST /__fake__/faults` with a JSON object of
 `Faults` fields), which is how a storefront developer uses `checkout-server fake-gateway`.
 """
@@ -20,6 +23,7 @@ import contextlib
 import dataclasses
 import functools
 import html
+import json
 import signal
 import socket
 from collections.abc import Callable
@@ -33,13 +37,17 @@ __all__ = [
     "FakeState",
     "Faults",
     "RunningFake",
+    "add_payment_page",
     "approval_page",
     "collect_fake_gateways",
     "fake_api",
+    "json_object",
     "new_app",
+    "record_or_404",
     "run_fake",
     "serve_until_stopped",
     "shopper_choice",
+    "transport_faults",
     "with_query",
 ]
 
@@ -62,6 +70,15 @@ class Faults:
 
     def hits(self, operation: str) -> bool:
         return self.only is None or operation in self.only
+
+
+def transport_faults(delay: float = 2.0) -> dict[str, Faults]:
+    """New `Faults` for what every gateway must survive, by name: "timeout", "5xx", "malformed".
+
+    `delay` must exceed the method's `timeout`. Fresh instances on each call: a test may set
+    `only` on one without touching another module's.
+    """
+    return {"timeout": Faults(delay=delay), "5xx": Faults(status=503), "malformed": Faults(malformed=True)}
 
 
 @dataclass
@@ -137,6 +154,53 @@ def approval_page(title: str, amount: str, choices: dict[str, str]) -> web.Respo
             f'<form method="post">{buttons}</form>'
             f"<p><small>A local fake gateway: no money moves.</small></p></body></html>")
     return web.Response(text=body, content_type="text/html")
+
+
+def add_payment_page(app: web.Application, path: str, *,
+                     payable: Callable[[web.Request], dict | None],
+                     page: Callable[[dict], web.Response],
+                     choose: Callable[[web.Request, dict, str | None], str]) -> None:
+    """The shopper's payment page at `path`: GET shows it, POST applies the button pressed.
+
+    `payable(request)` finds the payment record, or None when it is unknown or no longer
+    waits for the shopper (both pages then answer 410 Gone); `page(record)` renders it
+    (usually with `approval_page`); `choose(request, record, choice)` records the choice and
+    returns where the browser goes next (answered 303).
+    """
+
+    def waiting(request: web.Request) -> dict:
+        record = payable(request)
+        if record is None:
+            raise web.HTTPGone(text="This payment is no longer waiting for the shopper.")
+        return record
+
+    async def show(request: web.Request) -> web.Response:
+        return page(waiting(request))
+
+    async def submit(request: web.Request) -> web.Response:
+        record = waiting(request)
+        choice = (await request.post()).get("choice")
+        raise web.HTTPSeeOther(choose(request, record, choice if isinstance(choice, str) else None))
+
+    app.router.add_get(path, show)
+    app.router.add_post(path, submit)
+
+
+async def json_object(request: web.Request) -> dict | None:
+    """The request's JSON body if it is an object, else None (the fake answers its own 4xx)."""
+    try:
+        body = await request.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def record_or_404(request: web.Request, record_id: str | None, not_found: dict) -> dict:
+    """The fake's record `record_id`, or a 404 answering the gateway's own JSON body `not_found`."""
+    record = request.app[STATE].records.get(record_id)
+    if record is None:
+        raise web.HTTPNotFound(text=json.dumps(not_found), content_type="application/json")
+    return record
 
 
 @dataclass

@@ -8,15 +8,31 @@ provider's `settings_schema`). Money is always an integer in minor units.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema
 
 __all__ = [
-    "Address", "Cart", "CartLine", "GatewayError", "Method", "Notification", "NotificationError",
-    "OrderInfo", "PaymentCheck", "PaymentProvider", "PaymentStart", "PaymentState",
-    "PaymentUrls", "ProviderError", "Provider", "ShippingProvider", "Support", "NoSettings",
+    "Address",
+    "Cart",
+    "CartLine",
+    "GatewayError",
+    "Method",
+    "NoSettings",
+    "Notification",
+    "NotificationError",
+    "OrderInfo",
+    "PaymentCheck",
+    "PaymentProvider",
+    "PaymentStart",
+    "PaymentState",
+    "PaymentUrls",
+    "Provider",
+    "ProviderError",
+    "ShippingProvider",
+    "Support",
 ]
 
 
@@ -88,11 +104,11 @@ class Support:
     reason: str = ""
 
     @classmethod
-    def yes(cls) -> "Support":
+    def yes(cls) -> Support:
         return cls(True)
 
     @classmethod
-    def no(cls, reason: str) -> "Support":
+    def no(cls, reason: str) -> Support:
         return cls(False, reason)
 
     def __bool__(self) -> bool:
@@ -165,7 +181,9 @@ class Notification:
     """A verified gateway notification: which order, and the payment's state."""
 
     order_key: str | None
-    check: PaymentCheck | None = None  # None: ask the gateway with `check()`
+    # None: the core asks `check()`, which may end the payment (see `PaymentProvider.check`):
+    # a provider whose `check` has side effects always fills this in.
+    check: PaymentCheck | None = None
     event_id: str | None = None  # for de-duplication
     reference: str | None = None
 
@@ -230,7 +248,17 @@ class PaymentProvider(Provider):
         return await self.check(order)
 
     async def check(self, order: OrderInfo) -> PaymentCheck:
-        """Ask the gateway about this order's payment (hold expiry, returns)."""
+        """Ask the gateway about this order's payment; what it answers is acted on at once.
+
+        The core calls it when a hold expires (the sweeper, right before it would cancel the
+        order), from the default `verify_return`, and for a verified `Notification` whose
+        `check` is None. At hold expiry the payment must be decided, so `check` may end it at
+        the gateway: expire a checkout session still open (Stripe), capture an order the
+        shopper approved but never came back from (PayPal). A provider whose `check` does so
+        must override `verify_return` and always fill `Notification.check`, so that only hold
+        expiry reaches it. At hold expiry PENDING cancels the order like FAILED; a
+        `GatewayError` leaves it on hold for the next sweep.
+        """
         return PaymentCheck(PaymentState.PENDING)
 
     async def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:

@@ -7,11 +7,13 @@ reservation is a saga whose every step is a single guarded update (docs/architec
 2. `reserve_lines` takes every line in one bulk of guarded decrements, each also writing the
    marker `holds.<order_key>` on the product;
 3. the order then moves to `stock: "held"` (with its payment); a final status later moves it
-   on to `"committed"` (markers dropped, units sold) or `"released"` (units given back).
+   on to `"committed"` (markers dropped, units sold, the ordered items out of the cart) or
+   `"released"` (units given back).
 
-Markers make each step exactly-once, so any step can be repeated. `reconcile` finds what a
-crash (or a stalled process) left half-done and finishes or undoes it; it runs at start-up
-and periodically.
+Markers make each step exactly-once, so any step can be repeated; the customer's
+`cleared.<order_key>` does the same for taking a paid order's items out of the cart.
+`reconcile` finds what a crash (or a stalled process) left half-done and finishes or undoes
+it; it runs at start-up and periodically.
 """
 
 from __future__ import annotations
@@ -29,11 +31,18 @@ log = logging.getLogger("checkout_server.reservations")
 # (or stalled beyond any gateway timeout): the reconciler cancels it.
 STALE_AFTER = timedelta(minutes=2)
 RECONCILE_EVERY_SECONDS = 60.0
+# The orphan-marker scan reads every product, so the periodic reconciler runs it at start-up
+# and then only every this many passes (about hourly). Orphans need a checkout that stalled
+# past STALE_AFTER and then died after its late reservation landed: rare, and harmless to
+# invariant 1 meanwhile (units behind an orphan are counted by no order, only missing from
+# `stock` for a while).
+ORPHAN_SCAN_EVERY = 60
 
 # Fault injection for tests: {point name: callable (sync or async)}. Empty in production.
 # Points: "order_inserted" (before reserving), "stock_reserved" (before the payment starts),
 # "payment_started" (before the order records it), "settled" (after a status transition,
-# before its stock side effects).
+# before its stock side effects), "markers_committed" (a paid order's markers dropped, its
+# cart not yet cleared), "cart_cleared" (cart cleared, order not yet `committed`).
 faults: dict[str, Callable] = {}
 
 
@@ -61,16 +70,17 @@ async def reserve_lines(storage, order_key: str, lines: dict[int, int]) -> dict[
     held = await storage.products.reserve(order_key, lines)
     if held == len(lines):
         return {}
-    taken = await storage.products.held_by(order_key, lines)
+    # One read tells which lines were taken (their marker) and how many units the others have.
+    state = await storage.products.stock_and_hold(order_key, lines)
+    taken = {p: q for p, (_stock, q) in state.items() if q is not None}
     await storage.products.release(order_key, taken)
-    short = [p for p in lines if p not in taken]
-    current = await storage.products.get_many(short)
-    return {p: int(current.get(p, {}).get("stock", 0)) for p in short}
+    return {p: state.get(p, (0, None))[0] for p in lines if p not in taken}
 
 
 async def cancel_order(storage, order: dict, expect: dict, reason: str, *, discard: bool = False) -> dict | None:
     """Move the order to CANCELLED (if it still matches `expect`) and give its units back.
 
+    `order` is the order as the caller has it (its write needs no read when it is current).
     `discard` deletes the order afterwards: a checkout that never answered with it.
     Returns the cancelled order, or None if another writer got there first.
     """
@@ -78,7 +88,7 @@ async def cancel_order(storage, order: dict, expect: dict, reason: str, *, disca
     if discard:
         changes["discard"] = True
     cancelled = await storage.orders.transition(
-        order["_id"], expect, changes, history={"status": "CANCELLED", "reason": reason})
+        order["_id"], expect, changes, history={"status": "CANCELLED", "reason": reason}, current=order)
     if cancelled is None:
         return None
     await fault_point("settled")
@@ -93,14 +103,28 @@ async def finish_release(storage, order: dict) -> None:
         await storage.orders.delete(order["_id"], {"status": "CANCELLED"})
     else:
         await storage.orders.transition(order["_id"], {"status": "CANCELLED", "stock": "held"},
-                                        {"stock": "released"})
+                                        {"stock": "released"}, current=order)
 
 
-async def finish_commit(storage, order: dict) -> None:
-    """Drop the markers of a PROCESSING order: its units are sold (idempotent)."""
-    await storage.products.commit(order["_id"], order_lines(order))
-    await storage.orders.transition(order["_id"], {"status": "PROCESSING", "stock": "held"},
-                                    {"stock": "committed"})
+async def finish_commit(storage, order: dict, lock=None) -> dict | None:
+    """A PROCESSING order's side effects, each exactly once: markers dropped, items out of the cart.
+
+    Then the order is `committed`. `lock` (a checkout.CheckoutLock still held) is released
+    in the same customer update as the cart. Safe to repeat and to race (the reconciler
+    finishes what a crash interrupted). Returns the committed order, or None if another
+    writer committed it first.
+    """
+    lines = order_lines(order)
+    await storage.products.commit(order["_id"], lines)
+    await fault_point("markers_committed")
+    release = lock is not None and lock.held
+    await storage.customers.remove_ordered_items(order["customer"], lines, order["_id"], release_lock=release,
+                                                 as_read=lock.customer if release else None)
+    if release:
+        lock.held = False
+    await fault_point("cart_cleared")
+    return await storage.orders.transition(order["_id"], {"status": "PROCESSING", "stock": "held"},
+                                           {"stock": "committed"}, current=order)
 
 
 @dataclass
@@ -114,16 +138,21 @@ class ReconcileReport:
         return bool(self.interrupted or self.released or self.committed or self.orphans)
 
 
-async def reconcile(storage, stale_after: timedelta | None = None) -> ReconcileReport:
-    """Finish or undo whatever an interrupted checkout or settlement left half-done."""
+async def reconcile(storage, stale_after: timedelta | None = None, *, orphan_scan: bool = True) -> ReconcileReport:
+    """Finish or undo whatever an interrupted checkout or settlement left half-done.
+
+    Passes 1 and 2 cost one read each (plus the work found); `orphan_scan` adds a read of
+    every product's markers (the periodic Reconciler runs it only now and then).
+    """
     report = ReconcileReport()
     cutoff = datetime.now(UTC) - (STALE_AFTER if stale_after is None else stale_after)
     # 1. Checkouts that died between inserting the order and recording its payment.
     for order in await storage.orders.find({"stock": "reserving", "created_at": {"$lte": cutoff}}):
         if await cancel_order(storage, order, {"stock": "reserving"}, "checkout interrupted", discard=True):
             report.interrupted.append(order["_id"])
-    # 2. Final orders whose units were not given back or committed yet. Marker operations
-    # are idempotent, so racing a settlement that is finishing the same order is harmless.
+    # 2. Final orders whose units were not given back or committed yet (or, if paid, whose
+    # items are not out of the cart yet). Every step is idempotent, so racing a settlement
+    # that is finishing the same order is harmless.
     for order in await storage.orders.find({"stock": "held", "status": {"$in": ["PROCESSING", "CANCELLED"]}}):
         if order["status"] == "PROCESSING":
             await finish_commit(storage, order)
@@ -132,8 +161,9 @@ async def reconcile(storage, stale_after: timedelta | None = None) -> ReconcileR
             await finish_release(storage, order)
             report.released.append(order["_id"])
     # 3. Markers whose order is gone or already finished (a reserve that landed after its
-    # checkout was given up on).
-    report.orphans = await _release_orphan_markers(storage)
+    # checkout was given up on, by a process that then died).
+    if orphan_scan:
+        report.orphans = await _release_orphan_markers(storage)
     if report:
         log.warning("reconciled: %s", report)
     return report
@@ -141,9 +171,9 @@ async def reconcile(storage, stale_after: timedelta | None = None) -> ReconcileR
 
 async def _release_orphan_markers(storage) -> int:
     holds: dict[str, dict[int, int]] = {}
-    for product in await storage.products.all():
-        for order_key, quantity in (product.get("holds") or {}).items():
-            holds.setdefault(order_key, {})[product["_id"]] = quantity
+    for product_id, markers in (await storage.products.all_holds()).items():
+        for order_key, quantity in markers.items():
+            holds.setdefault(order_key, {})[product_id] = quantity
     if not holds:
         return 0
     live = {o["_id"]: o for o in await storage.orders.find({"_id": {"$in": list(holds)}}, limit=len(holds))}
@@ -162,9 +192,12 @@ async def _release_orphan_markers(storage) -> int:
 class Reconciler:
     """Runs `reconcile` at start-up and then every `interval` seconds until stopped."""
 
-    def __init__(self, storage, interval: float = RECONCILE_EVERY_SECONDS):
+    def __init__(self, storage, interval: float = RECONCILE_EVERY_SECONDS,
+                 orphan_scan_every: int = ORPHAN_SCAN_EVERY):
         self.storage = storage
         self.interval = interval
+        self.orphan_scan_every = orphan_scan_every
+        self.passes = 0
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -172,8 +205,11 @@ class Reconciler:
         self._task = asyncio.ensure_future(self._loop())
 
     async def _run_once(self) -> None:
+        # The first pass (start-up, right after a possible crash) always scans for orphans.
+        orphan_scan = self.passes % max(1, self.orphan_scan_every) == 0
+        self.passes += 1
         try:
-            await reconcile(self.storage)
+            await reconcile(self.storage, orphan_scan=orphan_scan)
         except Exception:
             log.exception("reconciliation failed; will retry")
 

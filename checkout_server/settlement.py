@@ -83,9 +83,10 @@ async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement
     changes = {"status": target}
     if check.reference:
         changes["payment.reference"] = check.reference
+    # `order` is the caller's copy: written from without a read unless it changed since.
     moved = await storage.orders.transition(
         order["_id"], {"status": "HOLD", "stock": "held"}, changes,
-        history={"status": target, "reason": reason})
+        history={"status": target, "reason": reason}, current=order)
     if moved is None:
         current = await storage.orders.get(order["_id"]) or order
         return Settlement(result_of(current), current, False)
@@ -98,9 +99,10 @@ async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement
     return Settlement(result_of(moved), moved, True)
 
 
-async def complete_paid(storage, order: dict) -> None:
-    """After an order is paid: its units are sold, and its items leave the cart."""
-    await storage.products.commit(order["_id"], reservations.order_lines(order))
-    await storage.customers.remove_ordered_items(order["customer"], reservations.order_lines(order))
-    await storage.orders.transition(order["_id"], {"status": "PROCESSING", "stock": "held"},
-                                    {"stock": "committed"})
+async def complete_paid(storage, order: dict, lock=None) -> None:
+    """After an order is paid: its units are sold, and its items leave the cart (once).
+
+    `lock`: the checkout's own lock when the payment settled during the checkout (released
+    in the same update that clears the cart).
+    """
+    await reservations.finish_commit(storage, order, lock)

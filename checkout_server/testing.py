@@ -11,39 +11,78 @@
 (or any Storage you pass), with exactly the plugins you give it. `check_payment_provider`
 and `check_shipping_provider` assert the provider contract; `make_cart` and `make_address`
 build the values providers are shown.
+
+For a payment gateway plugin: `gateway_shop(...)` runs the plugin's fake gateway and a
+`TestShop` with one method on it and a shopper with a cart (a `GatewayShop`);
+`follow_next_step` plays the shopper's browser through the fake's page and back to the shop;
+`assert_consistent` checks the stock ledger, the order's status and the cart after each step.
+Provider unit tests get `load_provider`, `provider_on_fake`, `make_order`, `make_urls`,
+`start_payment` and `query_params`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import inspect
 import json
 import secrets
-from collections.abc import Mapping
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
 
-from marshmallow import Schema
+from marshmallow import Schema, fields, validate
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from .config import parse_config
+from .fakegateway import RunningFake, run_fake, shopper_choice
 from .handlers.base import hash_token
+from .hookspecs import hookimpl
 from .pluginmanager import check_hooks, make_plugin_manager
 from .providers import (
     Address,
     Cart,
     CartLine,
     Method,
+    NoSettings,
+    OrderInfo,
     PaymentProvider,
+    PaymentStart,
+    PaymentUrls,
     Provider,
     ShippingProvider,
     Support,
 )
 
 __all__ = [
-    "Response", "TestShop", "check_payment_provider", "check_shipping_provider", "make_address",
-    "make_cart", "mongomock_storage",
+    "COURIER_ID",
+    "RETURN_URL",
+    "SHOP_URL",
+    "CourierPlugin",
+    "FixedRateCourier",
+    "GatewayShop",
+    "Response",
+    "TestShop",
+    "assert_consistent",
+    "check_payment_provider",
+    "check_shipping_provider",
+    "follow_next_step",
+    "gateway_shop",
+    "load_provider",
+    "make_address",
+    "make_cart",
+    "make_order",
+    "make_urls",
+    "mongomock_storage",
+    "provider_on_fake",
+    "query_params",
+    "return_to_shop",
+    "start_payment",
+    "unused_url",
 ]
 
 
@@ -292,3 +331,244 @@ def check_shipping_provider(cls, settings: Mapping[str, Any] | None = None,
                 assert isinstance(cost, int) and not isinstance(cost, bool) and cost >= 0, (
                     f"{cls.__name__}.quote() must return a non-negative int (minor units), got {cost!r}")
     return provider
+
+
+# -- payment gateway plugins: provider unit tests against a fake gateway
+
+def load_provider(cls, settings: Mapping[str, Any], method_id: int = 1, title: str | None = None) -> Provider:
+    """An instance of `cls` for a method with `settings`, loaded through its schema as the config is."""
+    loaded = cls.settings_schema().load(dict(settings))
+    return cls(Method(method_id, title or f"Test {cls.name}", cls.kind), loaded)
+
+
+@contextlib.asynccontextmanager
+async def provider_on_fake(cls, make_app: Callable, settings: Mapping[str, Any],
+                           method_id: int = 1) -> AsyncIterator[tuple[Provider, RunningFake]]:
+    """A started provider whose `base_url` setting points at a running fake gateway: (provider, fake)."""
+    async with run_fake(make_app) as fake:
+        provider = load_provider(cls, {**settings, "base_url": fake.base_url}, method_id)
+        await provider.startup()
+        try:
+            yield provider, fake
+        finally:
+            await provider.close()
+
+
+def make_order(order_key: str = "ORD-2026-000001", total: int = 4_990, currency: str = "EUR",
+               payment: Mapping[str, Any] | None = None, **fields) -> OrderInfo:
+    """An `OrderInfo` with sensible defaults; override any field."""
+    values = {"customer_id": 1, "email": "ada@example.com", "phone": None, "name": "Ada Lovelace",
+              "description": f"Order {order_key}"}
+    values.update(fields)
+    return OrderInfo(order_key=order_key, total=total, currency=currency, payment=payment or {}, **values)
+
+
+def make_urls(method_id: int, order_key: str = "ORD-2026-000001", base_url: str = "http://shop.test") -> PaymentUrls:
+    """The URLs the core hands a payment method `method_id` for `order_key`."""
+    return PaymentUrls(return_url=f"{base_url}/api/shop/checkout/return/{method_id}?order={order_key}",
+                       notify_url=f"{base_url}/api/shop/checkout/notify/{method_id}")
+
+
+async def start_payment(provider: PaymentProvider, order: OrderInfo,
+                        urls: PaymentUrls | None = None) -> tuple[PaymentStart, OrderInfo]:
+    """`provider.start(order)`, and the order as the core then stores it (`payment` = start.data)."""
+    start = await provider.start(order, urls or make_urls(provider.method.id, order.order_key))
+    return start, dataclasses.replace(order, payment=start.data)
+
+
+def query_params(url: str) -> dict[str, str]:
+    """The query string of `url` as {name: first value}."""
+    return {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
+
+
+def unused_url() -> str:
+    """`http://127.0.0.1:<port>` where nothing listens: a gateway that refuses connections."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+# -- payment gateway plugins: end-to-end tests through the app and a fake gateway
+
+SHOP_URL = "http://api.shop.test"  # the shop's public address ([site] base_url) in gateway_shop
+RETURN_URL = "http://shop.test/orders/{order_key}?payment={result}"  # [site] return_url there
+COURIER_ID = 1
+
+
+class CourierSettings(NoSettings):
+    cost = fields.Integer(strict=True, load_default=500, validate=validate.Range(min=0))
+
+
+class FixedRateCourier(ShippingProvider):
+    """Ships any cart anywhere for `cost` (default 500): a shipping method for payment tests."""
+
+    name = "test_courier"
+    settings_schema = CourierSettings
+
+    def quote(self, cart: Cart, address: Address) -> int:
+        return self.settings["cost"]
+
+
+class CourierPlugin:
+    """Registers `FixedRateCourier`: pass it in `TestShop(plugins=[...])`."""
+
+    @hookimpl
+    def register_shipping_providers(register):
+        register(FixedRateCourier)
+
+
+async def return_to_shop(shop: TestShop, location: str, method_id: int | None = None) -> Response:
+    """The browser following a gateway's redirect to the shop's return URL (on any host)."""
+    parts = urlsplit(location)
+    expected = f"/api/shop/checkout/return/{method_id if method_id is not None else ''}"
+    assert parts.path.startswith(expected), f"the gateway sent the shopper to {location}, not {expected}"
+    return await shop.request("GET", f"{parts.path}?{parts.query}")
+
+
+async def follow_next_step(shop: TestShop, next_step: str, choice: str = "approve",
+                           method_id: int | None = None) -> Response:
+    """The shopper on a fake gateway's page (`next_step`): press `choice`, come back to the shop."""
+    return await return_to_shop(shop, await shopper_choice(next_step, choice), method_id)
+
+
+async def assert_consistent(shop: TestShop, order_key: str | None, *, customer: Customer,
+                            stock: Mapping[int, int], cart: Mapping[int, int],
+                            status: str | None = None) -> None:
+    """Assert that the shop agrees with itself and with the test after a payment step.
+
+    - The stock ledger holds for every product: received == stock + units held by HOLD and
+      PROCESSING orders.
+    - `stock` ({product id: units on the shelf}) and the customer's `cart` ({product id:
+      quantity}) are as given.
+    - With `order_key`: the order has `status` and left HOLD at most once (its history is HOLD,
+      then `status` unless that is HOLD). Without: the customer has no HOLD or PROCESSING order.
+    """
+    assert (order_key is None) == (status is None), "give the order's status with its key, or neither"
+    problems = []
+    held: dict[int, int] = {}
+    for order in await shop.storage.orders.find({"status": {"$in": ["HOLD", "PROCESSING"]}}, limit=100_000):
+        for item in order["items"]:
+            held[item["product"]] = held.get(item["product"], 0) + item["quantity"]
+    for product in await shop.storage.products.all():
+        pid = product["_id"]
+        if product["received"] != product["stock"] + held.get(pid, 0):
+            problems.append(f"product {pid}: received {product['received']} != stock {product['stock']} "
+                            f"+ held by orders {held.get(pid, 0)}")
+        if pid in stock and product["stock"] != stock[pid]:
+            problems.append(f"product {pid}: stock {product['stock']}, expected {stock[pid]}")
+    for pid in set(stock) - {product["_id"] for product in await shop.storage.products.all()}:
+        problems.append(f"product {pid} does not exist")
+    stored_cart = (await shop.storage.customers.get(customer.id))["cart"]
+    if {int(pid): quantity for pid, quantity in stored_cart.items()} != dict(cart):
+        problems.append(f"cart {stored_cart}, expected {dict(cart)}")
+    if order_key is None:
+        open_orders = await shop.storage.orders.find(
+            {"customer": customer.id, "status": {"$in": ["HOLD", "PROCESSING"]}})
+        if open_orders:
+            problems.append(f"orders left open: {[(o['_id'], o['status']) for o in open_orders]}")
+    else:
+        order = await shop.storage.orders.get(order_key)
+        history = ["HOLD"] if status == "HOLD" else ["HOLD", status]
+        if order is None:
+            problems.append(f"no order {order_key}")
+        elif (order["status"], [h["status"] for h in order["history"]]) != (status, history):
+            problems.append(f"order {order_key}: {order['status']} after {[h['status'] for h in order['history']]}"
+                            f", expected {status} after {history}")
+    assert not problems, "shop inconsistent:\n" + "\n".join(problems)
+
+
+@dataclass
+class GatewayShop:
+    """A `TestShop` whose payment method talks to a running fake gateway, and a shopper.
+
+    The customer has `quantity` units of one product (`stock` on the shelf before checkout)
+    in the cart. The `assert_*` helpers are `assert_consistent` for the four places a payment
+    can leave things.
+    """
+
+    shop: TestShop
+    fake: RunningFake
+    customer: Customer
+    method_id: int
+    product_id: int
+    stock: int
+    quantity: int
+
+    async def checkout(self, **extra) -> Response:
+        return await self.customer.checkout(self.method_id, COURIER_ID, **extra)
+
+    async def back_to_shop(self, location: str) -> Response:
+        """The browser following the gateway's redirect to this method's return URL."""
+        return await return_to_shop(self.shop, location, self.method_id)
+
+    async def follow(self, next_step: str, choice: str = "approve") -> Response:
+        """Press `choice` on the fake's page at `next_step` and come back to the shop."""
+        return await follow_next_step(self.shop, next_step, choice, self.method_id)
+
+    async def notify(self, headers: Mapping[str, str], body: bytes) -> Response:
+        """The gateway posting a notification to this method's notify URL."""
+        return await self.shop.request("POST", f"/api/shop/checkout/notify/{self.method_id}",
+                                       raw_body=body, headers=dict(headers))
+
+    async def last_order_key(self) -> str:
+        """The key of the customer's latest order."""
+        latest = await self.shop.storage.orders.list_for_customer(self.customer.id, limit=1)
+        assert latest, "the customer has no order"
+        return latest[0]["_id"]
+
+    @staticmethod
+    def result_url(order_key: str, result: str) -> str:
+        """Where the shop sends the shopper back to the storefront (`RETURN_URL`)."""
+        return RETURN_URL.format(order_key=order_key, result=result)
+
+    async def assert_checkout_unavailable(self) -> None:
+        """Checkout answers 503 (the payment service is unavailable) and loses nothing."""
+        r = await self.checkout()
+        assert r.status == 503 and "payment service" in r.body["error"], r
+        await self.assert_no_order()
+
+    async def assert_paid(self, order_key: str) -> None:
+        """PROCESSING: the units left the shelf, the cart is empty."""
+        await self._assert(order_key, "PROCESSING", self.stock - self.quantity, {})
+
+    async def assert_held(self, order_key: str) -> None:
+        """Still HOLD: the units are held, the cart is intact."""
+        await self._assert(order_key, "HOLD", self.stock - self.quantity, {self.product_id: self.quantity})
+
+    async def assert_cancelled(self, order_key: str) -> None:
+        """CANCELLED: every unit is back on the shelf, the cart is intact."""
+        await self._assert(order_key, "CANCELLED", self.stock, {self.product_id: self.quantity})
+
+    async def assert_no_order(self) -> None:
+        """Nothing happened: no open order, stock and cart as before the checkout."""
+        await self._assert(None, None, self.stock, {self.product_id: self.quantity})
+
+    async def _assert(self, order_key, status, stock, cart) -> None:
+        await assert_consistent(self.shop, order_key, customer=self.customer, status=status,
+                                stock={self.product_id: stock}, cart=cart)
+
+
+@contextlib.asynccontextmanager
+async def gateway_shop(plugin, make_app: Callable, provider: str, settings: Mapping[str, Any], *,
+                       method_id: int = 1, currency: str = "EUR", price: int = 2_000, stock: int = 5,
+                       quantity: int = 2, gateway_url: str | None = None) -> AsyncIterator[GatewayShop]:
+    """Run `make_app`'s fake gateway and a TestShop with one `provider` method on it.
+
+    The method's settings are `settings` plus `base_url`: the fake's, or `gateway_url` (say
+    `unused_url()`, a gateway refusing connections). The shop sells in `currency`, ships with
+    `FixedRateCourier` (method `COURIER_ID`, 500), says it lives at `SHOP_URL` (the return URL
+    the gateway gets is there; `back_to_shop` carries the browser to the test server) and sends
+    shoppers back to `RETURN_URL`.
+    """
+    config = {
+        "site": {"currency": currency, "return_url": RETURN_URL, "base_url": SHOP_URL},
+        "payment_methods": [{"id": method_id, "provider": provider, "title": f"Test {provider}",
+                             "settings": dict(settings)}],
+        "shipping_methods": [{"id": COURIER_ID, "provider": FixedRateCourier.name, "title": "Courier"}],
+    }
+    async with run_fake(make_app) as fake:
+        config["payment_methods"][0]["settings"]["base_url"] = gateway_url or fake.base_url
+        async with TestShop(config=config, plugins=[plugin, CourierPlugin]) as shop:
+            product = await shop.product(price=price, stock=stock)
+            customer = await shop.customer(cart={product["_id"]: quantity})
+            yield GatewayShop(shop, fake, customer, method_id, product["_id"], stock, quantity)

@@ -296,6 +296,38 @@ async def test_concurrent_checkout_gets_409_while_the_first_runs():
 
 
 @pytest.mark.gen_test
+async def test_answers_keep_their_order_while_another_checkout_runs():
+    # The checkout authenticates and locks in one update; 401, then 400, then 409 still hold.
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+        assert await s.storage.customers.acquire_checkout_lock(c.id, 60)
+        body = {"address": c.address_id, "payment_method": kit.DIRECT, "shipping_method": kit.FLAT}
+        r = await s.request("POST", "/api/shop/checkout/cart", body, token="not-a-token")
+        assert r.status == 401
+        r = await c.request("POST", "/api/shop/checkout/cart", {**body, "address": "x"})
+        assert r.status == 400 and set(r.body["fields"]) == {"address"}
+        r = await c.checkout(kit.DIRECT, kit.FLAT)
+        assert r.status == 409
+        await s.storage.customers.release_checkout_lock(c.id)
+        assert (await c.checkout(kit.DIRECT, kit.FLAT)).status == 200
+
+
+@pytest.mark.gen_test
+async def test_refused_checkouts_leave_the_customer_unlocked():
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+        r = await c.request("POST", "/api/shop/checkout/cart", {"payment_method": kit.DIRECT})
+        assert r.status == 400
+        assert (await c.checkout(kit.DIRECT, kit.FLAT, address=987654)).status == 400
+        assert (await c.checkout(kit.DOWN, kit.FLAT)).status == 503
+        assert (await c.checkout(kit.REDIRECT, kit.FLAT)).status == 200
+        # Each answer released the lock: nothing is held now.
+        assert await s.storage.customers.acquire_checkout_lock(c.id, 60) is not None
+
+
+@pytest.mark.gen_test
 async def test_changed_cart_makes_a_new_order():
     async with shop() as s:
         p = await s.product(stock=10)

@@ -88,14 +88,46 @@ async def test_database_commands_per_checkout(embedded_uri):
                 assert r.status == 200, r
                 counts[flow] = list(counter.names)
                 print(f"\n{flow} checkout of 3 lines: {len(counter.names)} database commands: {counter.names}")
-            # The customer is read by token, then once more as the checkout lock is taken
-            # (profile, addresses, cart, last checkout in one document); all products in one
-            # find; the 3 guarded decrements are one bulk update. The other find is the order
-            # transition's read (storage.orders.transition is read + guarded replace).
+            # One findAndModify authenticates by token AND takes the checkout lock, returning
+            # the customer (profile, addresses, cart, last checkout in one document); all
+            # products in one find; the order counter; the order insert; the 3 guarded
+            # decrements in one bulk update; the order's payment record (a guarded replace
+            # from the inserted document, no read); the lock release.
             redirect = counts["redirect"]
-            assert redirect.count("find") == 3 and redirect.count("findAndModify") == 2
-            assert len(redirect) <= 9
-            # Direct adds the settlement: commit markers (one bulk), cart cleanup, order commit.
-            assert len(counts["direct"]) <= 14
+            assert redirect.count("find") == 1 and redirect.count("findAndModify") == 2
+            assert len(redirect) <= 7
+            # Direct: the settled payment in that same replace, then the marker commit (one
+            # bulk), the cart cleanup together with the lock release (one update) and the
+            # order's `committed` (one replace).
+            assert counts["direct"].count("find") == 1
+            assert len(counts["direct"]) <= 9
         finally:
+            s.storage.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_database_commands_per_paid_return(embedded_uri):
+    from checkout_server.providers import PaymentCheck, PaymentState
+
+    counter = CommandCounter()
+    async with wire_shop(embedded_uri, event_listeners=[counter]) as s:
+        try:
+            products = [await s.product(f"P{i}", stock=10) for i in range(3)]
+            c = await s.customer(cart={p["_id"]: 1 for p in products})
+            key = (await c.checkout(kit.REDIRECT, kit.FLAT)).body["next_step"].rsplit("/", 1)[1]
+            order = await s.storage.orders.get(key)
+            kit.GATEWAY_STATE[key] = PaymentCheck(PaymentState.PAID, amount=order["total"], currency="EUR")
+            counter.names.clear()
+            counter.counting = True
+            r = await s.request("GET", f"/api/shop/checkout/return/{kit.REDIRECT}?order={key}")
+            counter.counting = False
+            assert r.status == 302 and r.headers["Location"].endswith("payment=paid")
+            print(f"\npaid return: {len(counter.names)} database commands: {counter.names}")
+            # The order's read; HOLD -> PROCESSING written from it; the markers (one bulk);
+            # the cart (one guarded update); `committed` written from the previous write.
+            assert counter.names == ["find", "update", "update", "update", "update"]
+            assert (await s.storage.customers.get(c.id))["cart"] == {}
+            await assert_stock_invariant(s.storage)
+        finally:
+            kit.GATEWAY_STATE.clear()
             s.storage.close()

@@ -108,6 +108,69 @@ async def test_reconciler_leaves_a_live_checkout_alone():
         await assert_stock_invariant(s.storage)
 
 
+@pytest.mark.parametrize("flow,point", [("direct", "markers_committed"), ("direct", "cart_cleared"),
+                                        ("redirect", "settled"), ("redirect", "markers_committed"),
+                                        ("redirect", "cart_cleared")])
+@pytest.mark.gen_test
+async def test_paid_order_interrupted_after_payment_is_finished_once(flow, point):
+    async with shop() as s:
+        p = await s.product(stock=5)
+        q = await s.product(stock=5)
+        c = await s.customer(cart={p["_id"]: 2, q["_id"]: 1})
+        reservations.faults[point] = crash
+        if flow == "direct":
+            r = await c.checkout(kit.DIRECT, kit.FLAT)
+            [order] = await s.storage.orders.find({})
+            key = order["_id"]
+        else:
+            key = (await c.checkout(kit.REDIRECT, kit.FLAT)).body["next_step"].rsplit("/", 1)[1]
+            total = (await s.storage.orders.get(key))["total"]
+            kit.GATEWAY_STATE[key] = PaymentCheck(PaymentState.PAID, amount=total, currency="EUR")
+            r = await s.request("GET", f"/api/shop/checkout/return/{kit.REDIRECT}?order={key}")
+        assert r.status == 500
+        reservations.faults.clear()
+        order = await s.storage.orders.get(key)
+        assert (order["status"], order["stock"]) == ("PROCESSING", "held")
+        # The shopper puts one more of the ordered product in the cart before the reconciler runs.
+        await s.storage.customers.add_to_cart(c.id, p["_id"], 1)
+        cart_now = (await s.storage.customers.get(c.id))["cart"]
+        report = await reservations.reconcile(s.storage)
+        assert report.committed == [key]
+        order = await s.storage.orders.get(key)
+        assert order["stock"] == "committed"
+        cart = (await s.storage.customers.get(c.id))["cart"]
+        if point == "cart_cleared":  # already out of the cart: not taken out twice
+            assert cart == cart_now == {str(p["_id"]): 1}
+        else:  # the ordered quantities leave, the one added since stays
+            assert cart == {str(p["_id"]): 1}
+        assert [(await s.storage.products.get(x["_id"]))["holds"] for x in (p, q)] == [{}, {}]
+        assert [(await s.storage.products.get(x["_id"]))["stock"] for x in (p, q)] == [3, 4]
+        assert not await reservations.reconcile(s.storage)
+        await assert_stock_invariant(s.storage)
+        # The interrupted checkout released its lock: the shopper can check out again.
+        assert (await c.checkout(kit.DIRECT, kit.FLAT)).status == 200
+
+
+@pytest.mark.gen_test
+async def test_periodic_reconciler_scans_for_orphan_markers_at_start_and_then_seldom(monkeypatch):
+    async with shop() as s:
+        scans = []
+        real = s.storage.products.all_holds
+
+        async def counted():
+            scans.append(1)
+            return await real()
+
+        monkeypatch.setattr(s.storage.products, "all_holds", counted)
+        reconciler = reservations.Reconciler(s.storage, interval=3600, orphan_scan_every=3)
+        await reconciler.start()  # the start-up pass
+        assert len(scans) == 1
+        for _ in range(5):
+            await reconciler._run_once()
+        assert len(scans) == 2  # passes 0 and 3 of 0..5
+        await reconciler.stop()
+
+
 # -- kill -9 mid-checkout, restart, reconcile
 
 SERVER = """

@@ -1,13 +1,16 @@
 """`checkout-server serve --demo` as a user runs it: a real process, the embedded database."""
 
+import http.client
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -36,7 +39,8 @@ def _start(data_dir: Path, port: int) -> subprocess.Popen:
            if k not in ("CHECKOUT_PLUGINS", "MONGODB_URI", "CHECKOUT_CONFIG", "PORT")}
     env.update(CHECKOUT_DATA_DIR=str(data_dir), CHECKOUT_ADMIN_TOKEN="serve-test-admin", LOG_LEVEL="WARNING")
     exe = Path(sys.executable).with_name("checkout-server")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "checkout_server.cli"]
+    cmd = ([str(exe)] if exe.exists() else
+           [sys.executable, "-c", "import sys; from checkout_server.cli import main; sys.exit(main())"])
     # cwd without a config/ folder: --demo falls back to the packaged demo config.
     return subprocess.Popen(cmd + ["serve", "--demo", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=data_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -44,7 +48,7 @@ def _start(data_dir: Path, port: int) -> subprocess.Popen:
 
 
 def _read_demo(process: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
-    """The printed token and everything printed up to the checkout curl."""
+    """The printed token and everything the demo printed (up to its pointer to the docs)."""
     lines: queue.Queue = queue.Queue()
 
     def pump():  # a thread, so a silent or dead process cannot hang the test
@@ -66,7 +70,7 @@ def _read_demo(process: subprocess.Popen, timeout: float = 60) -> tuple[str, str
         out.append(line)
         if line.startswith("DEMO_TOKEN="):
             token = line.strip().split("=", 1)[1]
-        if token and "/api/shop/checkout/cart" in line:
+        if token and "docs/checkout.md" in line:
             return token, "".join(out)
     process.kill()
     raise AssertionError("serve --demo printed no token:\n" + "".join(out))
@@ -131,3 +135,77 @@ def test_serve_demo_twice_on_the_same_data(tmp_path):
     finally:
         code = _stop(process)
     assert code == 0
+
+
+def _printed_checkout(printed: str, comment: str) -> tuple[str, dict]:
+    """The URL and JSON body of the checkout curl printed under a comment containing `comment`."""
+    lines = printed.splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith("#") and comment in line)
+    curl = lines[index + 1]
+    url = re.search(r'curl -X POST "([^"]+)"', curl).group(1)
+    body = json.loads(re.search(r"-d '(\{.*\})'$", curl).group(1))
+    return url, body
+
+
+def _request(url: str, method: str = "GET", token: str | None = None,
+             body: bytes | None = None, content_type: str = "application/json"):
+    """(status, Location header, body) without following redirects."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    headers = {"Content-Type": content_type} if body is not None else {}
+    if token:
+        headers["Authorization"] = f"Token {token}"
+    try:
+        connection.request(method, parts.path + (f"?{parts.query}" if parts.query else ""), body, headers)
+        response = connection.getresponse()
+        return response.status, response.getheader("Location"), response.read().decode()
+    finally:
+        connection.close()
+
+
+def test_demo_redirect_flow_follows_the_port(tmp_path):
+    """The demo config says :8888; on any other port the sandbox flow works end to end,
+    every URL it hands out is on the port the server listens on, and the direct flow too."""
+    missing = _missing_demo_providers()
+    if missing:
+        pytest.skip(f"the demo's providers are not installed ({', '.join(sorted(missing))})")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = _start(tmp_path / "var", port)
+    try:
+        token, printed = _read_demo(process)
+        url, body = _printed_checkout(printed, "redirect payment")
+        assert url == f"{base}/api/shop/checkout/cart" and body["payment_method"] == 2
+
+        status, _, answer = _request(url, "POST", token, json.dumps(body).encode())
+        assert status == 200, answer
+        next_step = json.loads(answer)["next_step"]
+        assert next_step.startswith(f"{base}/sandbox/pay/")
+        status, _, page = _request(next_step)
+        assert status == 200 and "Pay" in page and "53.80 EUR" in page  # 2 x 12.00 + 24.90 + 4.90 shipping
+
+        status, location, _ = _request(next_step, "POST", body=b"decision=pay",
+                                       content_type="application/x-www-form-urlencoded")
+        assert status == 303 and location.startswith(f"{base}/api/shop/checkout/return/2?order=ORD-")
+        order_key = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["order"][0]
+        status, landing, _ = _request(location)
+        assert (status, landing) == (302, f"{base}/sandbox/result/{order_key}?payment=paid")
+        assert _request(landing)[0] == 200
+
+        status, order = _get(port, f"/api/shop/orders/{order_key}", token)
+        assert status == 200 and order["status"] == "PROCESSING"
+        assert _get(port, "/api/shop/cart", token)[1]["items"] == []
+    finally:
+        assert _stop(process) == 0
+
+    # The direct flow, on a second run (which refills the cart).
+    process = _start(tmp_path / "var", port)
+    try:
+        token, printed = _read_demo(process)
+        url, body = _printed_checkout(printed, "paying on delivery")
+        status, _, answer = _request(url, "POST", token, json.dumps(body).encode())
+        assert status == 200, answer
+        order_key = json.loads(answer)["order_key"]
+        assert _get(port, f"/api/shop/orders/{order_key}", token)[1]["status"] == "PROCESSING"
+    finally:
+        assert _stop(process) == 0

@@ -1,7 +1,10 @@
 """The base API handler: authentication in prepare(), JSON in, JSON errors out.
 
 Every handler is authenticated unless its class says `auth = "public"`; the app refuses to
-start with a handler whose `auth` is anything but "customer", "admin" or "public".
+start with a handler whose `auth` is anything but "customer", "admin" or "public". A
+"customer" handler may override `find_customer` to fetch the customer its own way (the
+checkout takes its lock in the same update); an unknown token must still give None, so the
+401 stays here.
 
 Customer tokens are stored only as SHA-256 hashes (a token is 32 random bytes, so a plain
 hash is enough); the raw token is shown once, when the customer is created. The admin token
@@ -98,11 +101,15 @@ class BaseHandler(tornado.web.RequestHandler):
                 raise APIError(403, "this endpoint needs the admin token")
             raise APIError(401, "authentication required: send 'Authorization: Token <admin token>'",
                            headers={"WWW-Authenticate": "Token"})
-        customer = await self.storage.customers.by_token_hash(hash_token(token)) if token else None
+        customer = await self.find_customer(hash_token(token)) if token else None
         if customer is None:
             raise APIError(401, "authentication required: send 'Authorization: Token <your token>'",
                            headers={"WWW-Authenticate": "Token"})
         self.customer = customer
+
+    async def find_customer(self, token_hash: str) -> dict | None:
+        """The customer whose token hashes to `token_hash`, or None (-> 401)."""
+        return await self.storage.customers.by_token_hash(token_hash)
 
     def _token(self) -> str | None:
         header = self.request.headers.get("Authorization", "")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
-from ..checkout import CheckoutError, checkout_cart
+from ..checkout import CheckoutError, checkout_cart, lock_customer_by_token
 from ..providers import GatewayError, NotificationError
 from ..schemas import CheckoutSchema
 from ..settlement import PENDING, order_info, result_of, settle
@@ -15,13 +15,39 @@ log = logging.getLogger("checkout_server.checkout")
 
 
 class CheckoutCartHandler(BaseHandler):
+    """The checkout. Its customer read also takes the checkout lock: one round trip for both.
+
+    The answers keep their order (401, then 400 for the body, then 409 for a running
+    checkout): a body is validated before the lock is tried, and a request whose lock is
+    busy is answered by `checkout_cart`, which tries the lock again and says 409.
+    """
+
     auth = "customer"
 
+    def initialize(self, **kwargs):
+        super().initialize(**kwargs)
+        self.locked = False
+        self.checkout_request: dict | None = None
+
+    async def find_customer(self, token_hash: str) -> dict | None:
+        try:
+            self.checkout_request = self.json_body(CheckoutSchema())
+        except APIError:  # post() answers 400, after the 401 check
+            return await super().find_customer(token_hash)
+        if self.request.headers.get("Idempotency-Key") is not None:
+            return await super().find_customer(token_hash)  # the key is claimed before the lock
+        customer = await lock_customer_by_token(self.storage, token_hash)
+        if customer is None:  # unknown token (401) or a checkout running (409 from post)
+            return await super().find_customer(token_hash)
+        self.locked = True
+        return customer
+
     async def post(self):
-        request = self.json_body(CheckoutSchema())
+        request = self.checkout_request or self.json_body(CheckoutSchema())
         key = self.request.headers.get("Idempotency-Key")
         try:
-            status, body = await checkout_cart(self.storage, self.methods, self.customer, request, key)
+            status, body = await checkout_cart(self.storage, self.methods, self.customer, request, key,
+                                               locked=self.locked)
         except CheckoutError as exc:
             raise APIError(exc.status, exc.message, exc.fields) from None
         self.send(body, status)

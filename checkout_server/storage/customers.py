@@ -1,8 +1,14 @@
 """Customers: profile, addresses, cart and checkout lock in one document.
 
-One read by token hash gives the checkout everything it needs about the customer.
+One read by token hash gives the checkout everything it needs about the customer; the
+checkout's read is also the update that takes its lock (`acquire_checkout_lock_by_token`).
 Addresses and the cart are maps keyed by the id as a string (`addresses.7`, `cart.12`),
 so every change is a single-document `$set`/`$inc`/`$unset` on a map path.
+
+`cleared: {"<order key>": epoch}` records the paid orders whose items already left the
+cart, written in the same update as the removal and guarded by its absence: that makes the
+removal exactly-once even when a crash makes the reconciler repeat it. Entries older than
+CLEARED_KEEP_SECONDS are pruned by the customer's next checkout, in a write it does anyway.
 """
 
 import time
@@ -12,6 +18,27 @@ from pymongo import ReturnDocument
 from .bulk import guarded_updates
 
 PROFILE_FIELDS = ("first_name", "last_name", "email", "phone")
+# How long a `cleared.<order key>` entry is kept. Only a settlement still finishing the
+# order (or the reconciler finishing it for a crashed one) repeats the removal, within
+# minutes; a week leaves room for any stall.
+CLEARED_KEEP_SECONDS = 7 * 24 * 3600.0
+
+
+def _cart_path(product_id) -> str:
+    return f"cart.{int(product_id)}"
+
+
+def _stale_cleared(as_read: dict | None, now: float) -> dict[str, str]:
+    """`$unset` entries for the `cleared` records in `as_read` that are old enough to go."""
+    cleared = (as_read or {}).get("cleared") or {}
+    return {f"cleared.{key}": "" for key, at in cleared.items()
+            if isinstance(at, (int, float)) and at < now - CLEARED_KEEP_SECONDS}
+
+
+def _update(set_: dict | None = None, unset: dict | None = None, inc: dict | None = None) -> dict:
+    """An update document without empty operators (MongoDB before 5.0 refuses those)."""
+    ops = {"$set": set_, "$unset": unset, "$inc": inc}
+    return {op: fields for op, fields in ops.items() if fields}
 
 
 class Customers:
@@ -32,6 +59,7 @@ class Customers:
             "addresses": {},
             "cart": {},
             "checkout_lock": 0.0,
+            "cleared": {},
         }
         await self.collection.insert_one(doc)
         return doc
@@ -92,23 +120,52 @@ class Customers:
             {"_id": customer_id}, update, return_document=ReturnDocument.AFTER
         )
 
-    async def remove_ordered_items(self, customer_id: int, quantities: dict[int, int]) -> None:
-        """Take ordered quantities out of the cart; lines added since stay."""
-        if not quantities:
-            return
+    async def remove_ordered_items(self, customer_id: int, quantities: dict[int, int],
+                                   order_key: str | None = None, *, release_lock: bool = False,
+                                   as_read: dict | None = None) -> bool:
+        """Take ordered quantities out of the cart; lines added since stay.
+
+        With `order_key`, at most once per order (recorded in `cleared.<order_key>`);
+        returns False when that order's items were already removed. `release_lock` also
+        releases the checkout lock in the same update; `as_read` (the customer as the
+        caller last read it) lets old `cleared` entries be pruned in it too.
+
+        One round trip when every ordered line is still exactly the ordered quantity (the
+        usual case): those lines are unset under a guard on their quantities. Otherwise the
+        quantities are decremented and the lines that reached zero or less are dropped.
+        """
+        if not quantities and not release_lock:
+            return False
+        now = time.time()
+        done_guard = {f"cleared.{order_key}": {"$exists": False}} if order_key else {}
+        marks: dict = {f"cleared.{order_key}": now} if order_key else {}
+        if release_lock:
+            marks["checkout_lock"] = 0.0
+        prune = _stale_cleared(as_read, now)
+        # Fast path: the ordered lines are untouched since the checkout.
+        unchanged = {_cart_path(p): int(q) for p, q in quantities.items()}
+        update = _update(set_=marks, unset={**prune, **{path: "" for path in unchanged}})
+        result = await self.collection.update_one({"_id": customer_id, **done_guard, **unchanged}, update)
+        if result.matched_count:
+            return True
+        # The shopper changed an ordered line meanwhile (or this order was done already).
+        update = _update(set_=marks, unset=prune, inc={_cart_path(p): -int(q) for p, q in quantities.items()})
         doc = await self.collection.find_one_and_update(
-            {"_id": customer_id},
-            {"$inc": {f"cart.{int(p)}": -q for p, q in quantities.items()}},
-            projection={"cart": 1},
-            return_document=ReturnDocument.AFTER,
+            {"_id": customer_id, **done_guard}, update,
+            projection={"cart": 1}, return_document=ReturnDocument.AFTER,
         )
-        emptied = [p for p, q in ((doc or {}).get("cart") or {}).items() if q <= 0]
+        if doc is None:
+            if release_lock:
+                await self.release_checkout_lock(customer_id)
+            return False
+        emptied = [p for p, q in (doc.get("cart") or {}).items() if q <= 0]
         # A line that reached zero (or less, if the shopper lowered it meanwhile) goes;
         # the guard keeps a line the shopper refilled in the meantime. One bulk for all.
         await guarded_updates(self.collection, [
             ({"_id": customer_id, f"cart.{key}": {"$lte": 0}}, {"$unset": {f"cart.{key}": ""}})
             for key in emptied
         ])
+        return True
 
     # -- checkout lock: one checkout per customer at a time
     async def acquire_checkout_lock(self, customer_id: int, seconds: float) -> dict | None:
@@ -120,8 +177,24 @@ class Customers:
             return_document=ReturnDocument.AFTER,
         )
 
-    async def release_checkout_lock(self, customer_id: int, last_checkout: dict | None = None) -> None:
-        update = {"checkout_lock": 0.0}
+    async def acquire_checkout_lock_by_token(self, token_hash: str, seconds: float) -> dict | None:
+        """Authenticate and take the lock in one update: the customer, else None.
+
+        None means an unknown token or a lock held by another checkout; `by_token_hash`
+        tells the two apart (a second read only on that path).
+        """
+        now = time.time()
+        return await self.collection.find_one_and_update(
+            {"token_hash": token_hash, "checkout_lock": {"$lt": now}},
+            {"$set": {"checkout_lock": now + seconds}},
+            return_document=ReturnDocument.AFTER,
+        )
+
+    async def release_checkout_lock(self, customer_id: int, last_checkout: dict | None = None,
+                                    as_read: dict | None = None) -> None:
+        """Release the lock (recording `last_checkout` if given); prunes old `cleared` entries of `as_read`."""
+        changes: dict = {"checkout_lock": 0.0}
         if last_checkout is not None:
-            update["last_checkout"] = last_checkout
-        await self.collection.update_one({"_id": customer_id}, {"$set": update})
+            changes["last_checkout"] = last_checkout
+        update = _update(set_=changes, unset=_stale_cleared(as_read, time.time()))
+        await self.collection.update_one({"_id": customer_id}, update)

@@ -27,12 +27,15 @@ class Orders:
         seq = await self.counters.next_value(f"orders-{year}")
         return f"ORD-{year}-{seq:06d}"
 
-    async def insert(self, doc: dict) -> None:
-        """Insert a new order; `rev` (the revision `transition` guards on) starts at 0.
+    async def insert(self, doc: dict) -> dict:
+        """Insert a new order and return it as stored (pass it to `transition(current=...)`).
 
-        `events` starts as an empty list: nx-27017 ignores `$addToSet` on a missing field.
+        `rev` (the revision `transition` guards on) starts at 0. `events` starts as an
+        empty list: nx-27017 ignores `$addToSet` on a missing field.
         """
-        await self.collection.insert_one({"rev": 0, "events": [], **doc})
+        stored = _as_stored({"rev": 0, "events": [], **doc})
+        await self.collection.insert_one(copy.deepcopy(stored))
+        return stored
 
     async def get(self, order_key: str) -> dict | None:
         return await self.collection.find_one({"_id": order_key})
@@ -52,7 +55,7 @@ class Orders:
         return await cursor.to_list(None)
 
     async def transition(self, order_key: str, expect: dict, changes: dict,
-                         history: dict | None = None) -> dict | None:
+                         history: dict | None = None, *, current: dict | None = None) -> dict | None:
         """Apply `changes` only if the order still matches `expect`; the new order or None.
 
         `changes` may use dotted paths ("payment.reference"). The order is read, changed
@@ -61,11 +64,16 @@ class Orders:
         subdocument written by `$push` as a JSON string, while a whole document keeps
         every type. Of racing writers with the same `expect`, exactly one wins; a writer
         that lost only to an unrelated change (another field) reads again and retries.
+
+        `current`: the order as the caller last had it (as `insert`, `get` or `transition`
+        returned it). The first attempt writes from it without reading: one round trip
+        when nobody changed the order since; its `rev` guard catches anybody who did.
         """
         for _attempt in range(50):
-            current = await self.collection.find_one({"_id": order_key, **expect})
-            if current is None:
-                return None
+            if current is None or not _matches(current, expect):
+                current = await self.collection.find_one({"_id": order_key, **expect})
+                if current is None:
+                    return None
             now = _now()
             updated = copy.deepcopy(current)
             for path, value in {**changes, "updated_at": now}.items():
@@ -73,19 +81,28 @@ class Orders:
             if history is not None:
                 updated["history"] = [*current.get("history", []), {"at": now, **history}]
             updated["rev"] = current.get("rev", 0) + 1
+            updated = _as_stored(updated)
             result = await self.collection.replace_one(
                 {"_id": order_key, **expect, "rev": current.get("rev", 0)}, updated)
             if result.matched_count == 1:
                 return updated
+            current = None  # changed since: read it again
         raise RuntimeError(f"order {order_key}: too many concurrent changes")
 
     async def add_event(self, order_key: str, event_id: str) -> None:
-        """Remember a gateway notification's event id on the order (de-duplication)."""
-        result = await self.collection.update_one({"_id": order_key}, {"$addToSet": {"events": str(event_id)}})
-        if result.matched_count and not result.modified_count:
+        """Remember a gateway notification's event id on the order (de-duplication).
+
+        Bumps `rev` in the same update, so a concurrent `transition` (which writes the
+        whole order) retries from a fresh read instead of dropping the event.
+        """
+        event = str(event_id)
+        result = await self.collection.update_one(
+            {"_id": order_key, "events": {"$exists": True}},
+            {"$addToSet": {"events": event}, "$inc": {"rev": 1}})
+        if not result.matched_count:
             # nx-27017 ignores $addToSet on a missing field: start the list where there is none.
             await self.collection.update_one({"_id": order_key, "events": {"$exists": False}},
-                                             {"$set": {"events": [str(event_id)]}})
+                                             {"$set": {"events": [event]}, "$inc": {"rev": 1}})
 
     async def delete(self, order_key: str, expect: dict) -> bool:
         result = await self.collection.delete_one({"_id": order_key, **expect})
@@ -97,6 +114,22 @@ class Orders:
 
     async def count(self, query: dict) -> int:
         return await self.collection.count_documents(query)
+
+
+def _as_stored(value):
+    """`value` with datetimes cut to milliseconds, as BSON stores them (a copy for the caller)."""
+    if isinstance(value, datetime):
+        return value.replace(microsecond=value.microsecond // 1000 * 1000)
+    if isinstance(value, dict):
+        return {key: _as_stored(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_stored(item) for item in value]
+    return value
+
+
+def _matches(doc: dict, expect: dict) -> bool:
+    """Whether `doc` (in memory) satisfies an `expect` guard of plain top-level values."""
+    return all(not isinstance(value, dict) and doc.get(name) == value for name, value in expect.items())
 
 
 def _set_path(doc: dict, path: str, value) -> None:

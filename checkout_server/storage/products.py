@@ -132,5 +132,22 @@ class Products:
         ).to_list(None)
         return {doc["_id"]: doc["holds"][order_key] for doc in docs}
 
+    async def stock_and_hold(self, order_key: str, product_ids) -> dict[int, tuple[int, int | None]]:
+        """{product: (stock, units the order holds or None)} in one read (a short reservation's look)."""
+        ids = [int(p) for p in product_ids]
+        if not ids:
+            return {}
+        docs = await self.collection.find({"_id": {"$in": ids}}, {"stock": 1, "holds": 1}).to_list(None)
+        return {doc["_id"]: (int(doc.get("stock", 0)), (doc.get("holds") or {}).get(order_key)) for doc in docs}
+
+    async def all_holds(self) -> dict[int, dict[str, int]]:
+        """{product: {order key: quantity}} of every product holding units for some order.
+
+        Reads only `_id` and `holds` of each product (nx-27017 cannot filter on a map
+        being non-empty, so the filtering is done here).
+        """
+        docs = await self.collection.find({}, {"holds": 1}).to_list(None)
+        return {doc["_id"]: dict(doc["holds"]) for doc in docs if doc.get("holds")}
+
     async def all(self) -> list[dict]:
         return [_product(doc) for doc in await self.collection.find({}).sort("_id", 1).to_list(None)]

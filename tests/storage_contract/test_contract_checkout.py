@@ -114,3 +114,195 @@ async def test_settle_races_have_one_winner(backend):
     else:
         assert (product["stock"], final["stock"]) == (10, "released")
     assert product["holds"] == {}
+
+
+# -- the cheaper checkout: auth + lock in one update, writes from the caller's copy, exactly-once cart
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_checkout_lock_by_token_authenticates_and_locks_in_one_update(backend):
+    storage = await backend.storage()
+    ada = await storage.customers.create("hash-ada", {"first_name": "Ada"})
+    await storage.customers.create("hash-bob", {"first_name": "Bob"})
+    await storage.customers.add_to_cart(ada["_id"], 7, 2)
+    locked = await storage.customers.acquire_checkout_lock_by_token("hash-ada", 60)
+    assert locked["_id"] == ada["_id"] and locked["cart"] == {"7": 2} and locked["first_name"] == "Ada"
+    # Busy and unknown both give None; the token read tells them apart.
+    assert await storage.customers.acquire_checkout_lock_by_token("hash-ada", 60) is None
+    assert await storage.customers.acquire_checkout_lock(ada["_id"], 60) is None
+    assert await storage.customers.acquire_checkout_lock_by_token("hash-nobody", 60) is None
+    assert (await storage.customers.by_token_hash("hash-ada"))["_id"] == ada["_id"]
+    # Another customer's lock is their own.
+    assert (await storage.customers.acquire_checkout_lock_by_token("hash-bob", 60))["first_name"] == "Bob"
+    await storage.customers.release_checkout_lock(ada["_id"])
+    assert await storage.customers.acquire_checkout_lock_by_token("hash-ada", -1) is not None  # expires at once
+    wins = await asyncio.gather(*(storage.customers.acquire_checkout_lock_by_token("hash-ada", 60)
+                                  for _ in range(10)))
+    assert sum(w is not None for w in wins) == 1
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_remove_ordered_items_of_an_order_happens_once(backend):
+    storage = await backend.storage()
+    ada = await storage.customers.create("h", {})
+    for product, quantity in ((1, 2), (2, 1), (3, 5)):
+        await storage.customers.add_to_cart(ada["_id"], product, quantity)
+    # Unchanged lines (the one-update path): they go; the line not ordered stays.
+    assert await storage.customers.remove_ordered_items(ada["_id"], {1: 2, 2: 1}, "ORD-2026-000001") is True
+    assert (await storage.customers.get(ada["_id"]))["cart"] == {"3": 5}
+    # The shopper puts the same items back: a repeat for the same order changes nothing.
+    await storage.customers.add_to_cart(ada["_id"], 1, 2)
+    await storage.customers.add_to_cart(ada["_id"], 2, 1)
+    assert await storage.customers.remove_ordered_items(ada["_id"], {1: 2, 2: 1}, "ORD-2026-000001") is False
+    assert (await storage.customers.get(ada["_id"]))["cart"] == {"3": 5, "1": 2, "2": 1}
+    # Lines changed since the checkout (the $inc path): raised keeps the rest, lowered goes.
+    await storage.customers.add_to_cart(ada["_id"], 3, 1)  # 6 now, 5 ordered
+    assert await storage.customers.remove_ordered_items(ada["_id"], {3: 5, 1: 4}, "ORD-2026-000002") is True
+    assert (await storage.customers.get(ada["_id"]))["cart"] == {"2": 1, "3": 1}
+    assert await storage.customers.remove_ordered_items(ada["_id"], {3: 5, 1: 4}, "ORD-2026-000002") is False
+    assert (await storage.customers.get(ada["_id"]))["cart"] == {"2": 1, "3": 1}
+    cleared = (await storage.customers.get(ada["_id"]))["cleared"]
+    assert set(cleared) == {"ORD-2026-000001", "ORD-2026-000002"}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_remove_ordered_items_races_have_one_winner(backend):
+    storage = await backend.storage()
+    other = await backend.another_client()
+    ada = await storage.customers.create("h", {})
+    await storage.customers.add_to_cart(ada["_id"], 1, 3)
+    await storage.customers.add_to_cart(ada["_id"], 2, 1)
+    won = await asyncio.gather(*(s.customers.remove_ordered_items(ada["_id"], {1: 1}, "ORD-2026-000001")
+                                 for s in (storage, other) for _ in range(4)))
+    assert sum(won) == 1
+    assert (await storage.customers.get(ada["_id"]))["cart"] == {"1": 2, "2": 1}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_remove_ordered_items_releases_the_lock_and_prunes_old_records(backend):
+    from checkout_server.storage.customers import CLEARED_KEEP_SECONDS
+
+    storage = await backend.storage()
+    ada = await storage.customers.create("h", {})
+    await storage.customers.add_to_cart(ada["_id"], 1, 1)
+    assert await storage.customers.remove_ordered_items(ada["_id"], {1: 1}, "ORD-2025-000001")
+    # Make that record old, then check out again: the lock's read sees it and the
+    # removal's update prunes it.
+    await storage.customers.collection.update_one(
+        {"_id": ada["_id"]}, {"$set": {"cleared.ORD-2025-000001": 1000.0}})
+    await storage.customers.add_to_cart(ada["_id"], 1, 1)
+    as_read = await storage.customers.acquire_checkout_lock(ada["_id"], 60)
+    assert await storage.customers.remove_ordered_items(ada["_id"], {1: 1}, "ORD-2026-000001",
+                                                        release_lock=True, as_read=as_read)
+    doc = await storage.customers.get(ada["_id"])
+    assert doc["cart"] == {} and doc["checkout_lock"] == 0.0
+    assert set(doc["cleared"]) == {"ORD-2026-000001"}
+    assert doc["cleared"]["ORD-2026-000001"] > 1000.0 + CLEARED_KEEP_SECONDS
+    # Already done for this order: the lock is still released.
+    as_read = await storage.customers.acquire_checkout_lock(ada["_id"], 60)
+    assert not await storage.customers.remove_ordered_items(ada["_id"], {1: 1}, "ORD-2026-000001",
+                                                            release_lock=True, as_read=as_read)
+    assert await storage.customers.acquire_checkout_lock(ada["_id"], 60) is not None
+    # release_checkout_lock prunes old records of the customer as read, too.
+    await storage.customers.collection.update_one(
+        {"_id": ada["_id"]}, {"$set": {"cleared.ORD-2026-000001": 1000.0}})
+    as_read = await storage.customers.get(ada["_id"])
+    await storage.customers.release_checkout_lock(ada["_id"], {"fingerprint": "f", "order_key": "k"}, as_read=as_read)
+    doc = await storage.customers.get(ada["_id"])
+    assert doc["cleared"] == {} and doc["checkout_lock"] == 0.0 and doc["last_checkout"]["order_key"] == "k"
+
+
+def _naive(value):
+    """A document with its datetimes made naive (mongomock reads them back without a zone)."""
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=None)
+    if isinstance(value, dict):
+        return {k: _naive(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_naive(v) for v in value]
+    return value
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_order_transition_from_the_callers_copy(backend):
+    storage = await backend.storage()
+    stored = await storage.orders.insert(_order("ORD-2026-000001", 1, {1: 1}))
+    # insert and transition return the order exactly as stored (datetimes to the millisecond).
+    assert _naive(stored) == _naive(await storage.orders.get("ORD-2026-000001"))
+    held = await storage.orders.transition("ORD-2026-000001", {"stock": "reserving"},
+                                           {"stock": "held", "payment.reference": "r-1"}, current=stored)
+    assert _naive(held) == _naive(await storage.orders.get("ORD-2026-000001")) and held["rev"] == 1
+    # A stale copy (the order moved on since): read again, and applied on top of the change.
+    moved = await storage.orders.transition("ORD-2026-000001", {"stock": "held"}, {"note": "n"}, current=stored)
+    assert moved["note"] == "n" and moved["payment"]["reference"] == "r-1" and moved["rev"] == 2
+    # A copy that no longer matches the guard: nothing happens.
+    assert await storage.orders.transition("ORD-2026-000001", {"stock": "reserving"}, {"stock": "held"},
+                                           current=stored) is None
+    assert await storage.orders.transition("ORD-2026-000001", {"status": "CANCELLED"}, {"stock": "x"},
+                                           current=moved) is None
+    assert (await storage.orders.get("ORD-2026-000001"))["rev"] == 2
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_an_event_is_never_lost_to_a_concurrent_transition(backend):
+    storage = await backend.storage()
+    order = await storage.orders.insert(_order("ORD-2026-000001", 1, {1: 1}, stock="held"))
+    # A settlement holding the order as it was, while a notification records its event.
+    await storage.orders.add_event("ORD-2026-000001", "evt_1")
+    moved = await storage.orders.transition("ORD-2026-000001", {"status": "HOLD"}, {"status": "PROCESSING"},
+                                            history={"status": "PROCESSING"}, current=order)
+    assert moved["events"] == ["evt_1"]
+    await storage.orders.add_event("ORD-2026-000001", "evt_2")
+    final = await storage.orders.get("ORD-2026-000001")
+    assert final["events"] == ["evt_1", "evt_2"] and final["status"] == "PROCESSING"
+    # Racing both ways on two clients: every event and the transition land.
+    other = await backend.another_client()
+    await storage.orders.insert(_order("ORD-2026-000002", 1, {1: 1}, stock="held"))
+    current = await storage.orders.get("ORD-2026-000002")
+    await asyncio.gather(
+        *(s.orders.add_event("ORD-2026-000002", f"evt_{n}") for n, s in enumerate([storage, other] * 3)),
+        storage.orders.transition("ORD-2026-000002", {"status": "HOLD"}, {"status": "CANCELLED"}, current=current),
+        other.orders.transition("ORD-2026-000002", {"stock": "held"}, {"note": "x"}, current=current))
+    final = await storage.orders.get("ORD-2026-000002")
+    assert sorted(final["events"]) == [f"evt_{n}" for n in range(6)]
+    assert final["status"] == "CANCELLED" and final["note"] == "x"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_stock_and_hold_and_all_holds(backend):
+    storage = await backend.storage()
+    a = await storage.products.create({"name": "A", "price": 1, "stock": 5})
+    b = await storage.products.create({"name": "B", "price": 1, "stock": 1})
+    c = await storage.products.create({"name": "C", "price": 1, "stock": 3})
+    assert await storage.products.reserve("ORD-2026-000001", {a["_id"]: 2, b["_id"]: 2}) == 1
+    await storage.products.reserve("ORD-2026-000002", {a["_id"]: 1})
+    state = await storage.products.stock_and_hold("ORD-2026-000001", [a["_id"], b["_id"], c["_id"], 9999])
+    assert state == {a["_id"]: (2, 2), b["_id"]: (1, None), c["_id"]: (3, None)}
+    assert await storage.products.stock_and_hold("ORD-2026-000001", []) == {}
+    assert await storage.products.all_holds() == {a["_id"]: {"ORD-2026-000001": 2, "ORD-2026-000002": 1}}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_reconciler_takes_a_paid_orders_items_out_of_the_cart_once(backend):
+    storage = await backend.storage()
+    p = await storage.products.create({"name": "A", "price": 1, "stock": 10})
+    ada = await storage.customers.create("h", {})
+    await storage.customers.add_to_cart(ada["_id"], p["_id"], 3)
+    # Paid, then the process died before any side effect.
+    await storage.orders.insert(_order("ORD-2026-000001", ada["_id"], {p["_id"]: 2}, status="PROCESSING",
+                                       stock="held"))
+    await storage.products.reserve("ORD-2026-000001", {p["_id"]: 2})
+    # Paid, cart already cleared, died before `committed`; the shopper added the item again.
+    await storage.customers.add_to_cart(ada["_id"], 99, 1)
+    await storage.orders.insert(_order("ORD-2026-000002", ada["_id"], {99: 1}, status="PROCESSING", stock="held"))
+    assert await storage.customers.remove_ordered_items(ada["_id"], {99: 1}, "ORD-2026-000002")
+    await storage.customers.add_to_cart(ada["_id"], 99, 1)
+
+    report = await reservations.reconcile(storage, orphan_scan=False)
+    assert report.committed == ["ORD-2026-000001", "ORD-2026-000002"]
+    assert (await storage.customers.get(ada["_id"]))["cart"] == {str(p["_id"]): 1, "99": 1}
+    assert [(await storage.orders.get(k))["stock"] for k in ("ORD-2026-000001", "ORD-2026-000002")] == \
+        ["committed", "committed"]
+    product = await storage.products.get(p["_id"])
+    assert (product["stock"], product["holds"]) == (8, {})
+    assert not await reservations.reconcile(storage)

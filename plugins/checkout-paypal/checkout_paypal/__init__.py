@@ -16,9 +16,9 @@ import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-import aiohttp
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
+from checkout_server.gatewayhttp import GatewayClient, GatewaySettings
 from checkout_server.hookspecs import hookimpl
 from checkout_server.providers import (
     Cart,
@@ -49,17 +49,14 @@ TRANSMISSION_HEADERS = ("paypal-transmission-id", "paypal-transmission-time", "p
                         "paypal-cert-url", "paypal-auth-algo")
 
 
-class PayPalSettings(Schema):
+class PayPalSettings(GatewaySettings):  # + base_url (overrides the live/sandbox host), timeout
     client_id = fields.String(required=True, validate=validate.Length(min=1))
     client_secret = fields.String(required=True, validate=validate.Length(min=1))
     sandbox = fields.Boolean(load_default=False)
-    base_url = fields.String(load_default=None,
-                             validate=validate.URL(require_tld=False, schemes={"http", "https"}))
     # The id PayPal gave the webhook pointing at our notify URL; without it webhooks are refused.
     webhook_id = fields.String(load_default=None, validate=validate.Length(min=1))
     webhook_tolerance = fields.Integer(load_default=300, validate=validate.Range(min=1, max=86400))
     brand_name = fields.String(load_default=None, validate=validate.Length(min=1, max=127))
-    timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01, max=120))
 
 
 class _Refused(GatewayError):
@@ -79,18 +76,15 @@ class PayPal(PaymentProvider):
         super().__init__(method, settings)
         base = settings.get("base_url") or (SANDBOX_URL if settings.get("sandbox") else LIVE_URL)
         self.base_url = base.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=settings.get("timeout", 10.0))
-        self._session: aiohttp.ClientSession | None = None
+        self.gateway = GatewayClient("PayPal", self.base_url, timeout=settings.get("timeout", 10.0))
         self._token: tuple[str, float] | None = None  # (access token, monotonic expiry)
         self._token_lock = asyncio.Lock()
 
     async def startup(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=self.timeout)
+        await self.gateway.open()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.gateway.close()
 
     def supports(self, cart: Cart) -> Support:
         if cart.currency not in PAYPAL_CURRENCIES:
@@ -248,31 +242,15 @@ class PayPal(PaymentProvider):
         raise AssertionError("unreachable")
 
     async def _request(self, method: str, path: str, **kwargs) -> dict:
-        if self._session is None:
-            raise GatewayError("the PayPal method is not started")
-        try:
-            async with self._session.request(method, self.base_url + path, **kwargs) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except TimeoutError:
-            raise GatewayError("PayPal did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise GatewayError(f"PayPal is unreachable: {exc.__class__.__name__}") from None
-        if status >= 500:
-            raise GatewayError(f"PayPal answered HTTP {status}")
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            raise GatewayError(f"PayPal answered HTTP {status} with a body that is not JSON") from None
-        if not isinstance(answer, dict):
-            raise GatewayError("PayPal answered JSON that is not an object")
-        if status >= 400:
-            details = answer.get("details") if isinstance(answer.get("details"), list) else []
+        answer = await self.gateway.request(method, path, **kwargs)
+        if answer.refused:
+            body = answer.body
+            details = body.get("details") if isinstance(body.get("details"), list) else []
             issue = details[0].get("issue") if details and isinstance(details[0], dict) else None
-            name = answer.get("name") or answer.get("error") or ""
-            log.warning("PayPal refused %s %s: HTTP %s %s %s", method, path, status, name, issue or "")
-            raise _Refused(status, name, issue)
-        return answer
+            name = body.get("name") or body.get("error") or ""
+            log.warning("PayPal refused %s %s: HTTP %s %s %s", method, path, answer.status, name, issue or "")
+            raise _Refused(answer.status, name, issue)
+        return answer.body
 
 
 def _basic_auth(user: str, password: str) -> str:

@@ -21,9 +21,12 @@ from aiohttp import web
 
 from checkout_server.fakegateway import (
     STATE,
+    add_payment_page,
     approval_page,
     fake_api,
+    json_object,
     new_app,
+    record_or_404,
     with_query,
 )
 
@@ -41,8 +44,7 @@ def make_app(base_url: str) -> web.Application:
     app.router.add_get("/v2/checkout/orders/{id}", get_order)
     app.router.add_post("/v2/checkout/orders/{id}/capture", capture_order)
     app.router.add_post("/v1/notifications/verify-webhook-signature", verify_webhook)
-    app.router.add_get("/checkoutnow", approve_page)
-    app.router.add_post("/checkoutnow", approve_choice)
+    add_payment_page(app, "/checkoutnow", payable=awaiting_buyer, page=approve_page, choose=approve_choice)
     return app
 
 
@@ -88,13 +90,13 @@ async def create_order(request: web.Request) -> web.Response:
     replay = _replay(request, "create")
     if replay in state.idempotency:
         return web.json_response(state.idempotency[replay], status=200)
+    body = await json_object(request)
     try:
-        body = await request.json()
         unit = body["purchase_units"][0]
         currency, value = unit["amount"]["currency_code"], unit["amount"]["value"]
         context = body["payment_source"]["paypal"]["experience_context"]
         return_url, cancel_url = context["return_url"], context["cancel_url"]
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (KeyError, IndexError, TypeError):  # TypeError: not a JSON object (None)
         return _error(400, "INVALID_REQUEST", "MISSING_REQUIRED_PARAMETER")
     if body.get("intent") != "CAPTURE":
         return _error(400, "INVALID_REQUEST", "INVALID_PARAMETER_VALUE")
@@ -125,13 +127,10 @@ async def create_order(request: web.Request) -> web.Response:
     return web.json_response(order, status=200)
 
 
-def _record_or_404(request: web.Request, paypal_id: str | None = None):
-    record = request.app[STATE].records.get(paypal_id or request.match_info.get("id"))
-    if record is None:
-        raise web.HTTPNotFound(text=json.dumps({"name": "RESOURCE_NOT_FOUND", "details": [
-            {"issue": "INVALID_RESOURCE_ID"}], "message": "The specified resource does not exist."}),
-            content_type="application/json")
-    return record
+def _record_or_404(request: web.Request) -> dict:
+    return record_or_404(request, request.match_info["id"], {
+        "name": "RESOURCE_NOT_FOUND", "details": [{"issue": "INVALID_RESOURCE_ID"}],
+        "message": "The specified resource does not exist."})
 
 
 @fake_api("get")
@@ -173,27 +172,24 @@ async def capture_order(request: web.Request) -> web.Response:
     return web.json_response(order, status=201)
 
 
-async def approve_page(request: web.Request) -> web.Response:
-    record = _record_or_404(request, request.query.get("token"))
-    if record["order"]["status"] != "PAYER_ACTION_REQUIRED":
-        raise web.HTTPGone(text="This order is no longer waiting for the buyer.")
+def awaiting_buyer(request: web.Request) -> dict | None:
+    record = request.app[STATE].records.get(request.query.get("token"))
+    return record if record is not None and record["order"]["status"] == "PAYER_ACTION_REQUIRED" else None
+
+
+def approve_page(record: dict) -> web.Response:
     amount = record["order"]["purchase_units"][0]["amount"]
     return approval_page("PayPal (fake): log in and pay", f"{amount['value']} {amount['currency_code']}",
                          {"approve": "Pay now", "decline": "Pay with a declined card", "cancel": "Cancel"})
 
 
-async def approve_choice(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    paypal_id = request.query.get("token")
-    record = _record_or_404(request, paypal_id)
-    if record["order"]["status"] != "PAYER_ACTION_REQUIRED":
-        raise web.HTTPGone(text="This order is no longer waiting for the buyer.")
-    choice = (await request.post()).get("choice")
+def approve_choice(request: web.Request, record: dict, choice: str | None) -> str:
+    paypal_id = record["order"]["id"]
     if choice == "cancel":
-        raise web.HTTPSeeOther(with_query(record["cancel_url"], {"token": paypal_id}))
+        return with_query(record["cancel_url"], {"token": paypal_id})
     record["order"]["status"] = "APPROVED"
-    record["declined"] = choice == "decline" or state.faults.decline
-    raise web.HTTPSeeOther(with_query(record["return_url"], {"token": paypal_id, "PayerID": "FAKEPAYER42"}))
+    record["declined"] = choice == "decline" or request.app[STATE].faults.decline
+    return with_query(record["return_url"], {"token": paypal_id, "PayerID": "FAKEPAYER42"})
 
 
 def _signature(transmission_id: str, when: str, webhook_id: str, event: dict) -> str:
@@ -205,12 +201,12 @@ def _signature(transmission_id: str, when: str, webhook_id: str, event: dict) ->
 async def verify_webhook(request: web.Request) -> web.Response:
     if not _authorised(request):
         return _error(401, "AUTHENTICATION_FAILURE")
+    body = await json_object(request)
     try:
-        body = await request.json()
         expected = _signature(body["transmission_id"], body["transmission_time"], body["webhook_id"],
                               body["webhook_event"])
         good = hmac.compare_digest(expected, body["transmission_sig"])
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):  # TypeError: not a JSON object (None), or a field of the wrong type
         return _error(400, "VALIDATION_ERROR", "MISSING_REQUIRED_PARAMETER")
     return web.json_response({"verification_status": "SUCCESS" if good else "FAILURE"})
 

@@ -5,63 +5,25 @@ bad notification) and with stock, order and cart consistent.
 """
 
 import asyncio
-import contextlib
-import socket
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 import checkout_paypal
 import pytest
 from checkout_paypal.fake import make_app, signed_event
 
-from checkout_server.fakegateway import Faults, run_fake, shopper_choice
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import ShippingProvider
+from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
 from checkout_server.sweeper import sweep
-from checkout_server.testing import TestShop
+from checkout_server.testing import assert_consistent, gateway_shop, unused_url
 
-PAYPAL, SHIPPING = 4, 1
+PAYPAL = 4
 WEBHOOK_ID = "WH8PT597110X687430"
-RETURN_URL = "http://shop.test/orders/{order_key}?payment={result}"
+SETTINGS = {"client_id": "e2e-client", "client_secret": "e2e-secret", "sandbox": True,
+            "webhook_id": WEBHOOK_ID, "timeout": 0.5}
+FAULTS = transport_faults()
 
 
-class Courier(ShippingProvider):
-    name = "e2e_courier"
-
-    def quote(self, cart, address):
-        return 500
-
-
-class CourierPlugin:
-    @hookimpl
-    def register_shipping_providers(register):
-        register(Courier)
-
-
-def config(base_url: str, **settings) -> dict:
-    return {
-        "site": {"currency": "EUR", "return_url": RETURN_URL, "base_url": "http://api.shop.test"},
-        "payment_methods": [{"id": PAYPAL, "provider": "paypal", "title": "PayPal", "settings": {
-            "client_id": "e2e-client", "client_secret": "e2e-secret", "sandbox": True,
-            "webhook_id": WEBHOOK_ID, "base_url": base_url, "timeout": 0.5, **settings}}],
-        "shipping_methods": [{"id": SHIPPING, "provider": "e2e_courier", "title": "Courier"}],
-    }
-
-
-@contextlib.asynccontextmanager
-async def paypal_shop(base_url: str | None = None):
-    async with run_fake(make_app) as fake, TestShop(
-            config=config(base_url or fake.base_url), plugins=[checkout_paypal, CourierPlugin]) as shop:
-        product = await shop.product(price=2_000, stock=5)
-        customer = await shop.customer(cart={product["_id"]: 2})
-        yield shop, fake, customer, product["_id"]
-
-
-async def back_to_shop(shop, location: str):
-    """The browser following the gateway's redirect to the shop's return URL."""
-    parts = urlsplit(location)
-    assert parts.path.startswith(f"/api/shop/checkout/return/{PAYPAL}")
-    return await shop.request("GET", f"{parts.path}?{parts.query}")
+def paypal_shop(gateway_url: str | None = None):
+    return gateway_shop(checkout_paypal, make_app, "paypal", SETTINGS, method_id=PAYPAL, gateway_url=gateway_url)
 
 
 def paypal_orders(fake) -> list[tuple[str, str]]:
@@ -69,52 +31,32 @@ def paypal_orders(fake) -> list[tuple[str, str]]:
     return [(pid, rec["order"]["purchase_units"][0]["custom_id"]) for pid, rec in fake.state.records.items()]
 
 
-async def state(shop, customer, product_id, order_key=None) -> dict:
-    order = await shop.storage.orders.get(order_key) if order_key else None
-    return {"stock": (await shop.storage.products.get(product_id))["stock"],
-            "cart": (await shop.storage.customers.get(customer.id))["cart"],
-            "status": order and order["status"],
-            "history": order and [h["status"] for h in order["history"]]}
-
-
-
-
 @pytest.mark.gen_test(timeout=30)
 async def test_paid_checkout_settles_once_and_a_replayed_return_changes_nothing():
-    async with paypal_shop() as (shop, fake, customer, pid):
-        r = await customer.checkout(PAYPAL, SHIPPING)
-        assert r.status == 200 and r.body["next_step"].startswith(f"{fake.base_url}/checkoutnow?token=")
-        ((paypal_id, key),) = paypal_orders(fake)
-        amount = fake.state.records[paypal_id]["order"]["purchase_units"][0]["amount"]
+    async with paypal_shop() as gw:
+        r = await gw.checkout()
+        assert r.status == 200 and r.body["next_step"].startswith(f"{gw.fake.base_url}/checkoutnow?token=")
+        ((paypal_id, key),) = paypal_orders(gw.fake)
+        amount = gw.fake.state.records[paypal_id]["order"]["purchase_units"][0]["amount"]
         assert amount == {"currency_code": "EUR", "value": "45.00"}
 
+        assert await gw.last_order_key() == key
         back = await shopper_choice(r.body["next_step"], "approve")
-        r = await back_to_shop(shop, back)
-        assert r.status == 302 and r.headers["Location"] == f"http://shop.test/orders/{key}?payment=paid"
-        assert await state(shop, customer, pid, key) == {
-            "stock": 3, "cart": {}, "status": "PROCESSING", "history": ["HOLD", "PROCESSING"]}
-        r = await back_to_shop(shop, back)
-        assert r.headers["Location"].endswith("payment=paid") and fake.state.count("capture") == 1
-        assert (await state(shop, customer, pid, key))["history"] == ["HOLD", "PROCESSING"]
+        r = await gw.back_to_shop(back)
+        assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "paid")
+        await gw.assert_paid(key)
+        r = await gw.back_to_shop(back)
+        assert r.headers["Location"].endswith("payment=paid") and gw.fake.state.count("capture") == 1
+        await gw.assert_paid(key)
 
 
 @pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("faults", [Faults(delay=2), Faults(status=500), Faults(malformed=True), "refused"],
-                         ids=["timeout", "5xx", "malformed", "refused"])
-async def test_a_failing_gateway_at_checkout_is_a_503_that_loses_nothing(faults):
-    closed = None
-    if faults == "refused":
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    async with paypal_shop(closed) as (shop, fake, customer, pid):
-        if faults != "refused":
-            fake.state.faults = faults
-        r = await customer.checkout(PAYPAL, SHIPPING)
-        assert r.status == 503 and "payment service" in r.body["error"]
-        assert await state(shop, customer, pid) == {"stock": 5, "cart": {str(pid): 2}, "status": None,
-                                                    "history": None}
-        assert not await shop.storage.orders.find({"status": {"$in": ["HOLD", "PROCESSING"]}})
+@pytest.mark.parametrize("fault", [*FAULTS, "refused"])
+async def test_a_failing_gateway_at_checkout_is_a_503_that_loses_nothing(fault):
+    async with paypal_shop(unused_url() if fault == "refused" else None) as gw:
+        if fault != "refused":
+            gw.fake.state.faults = FAULTS[fault]
+        await gw.assert_checkout_unavailable()
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -125,88 +67,96 @@ async def test_a_failing_gateway_at_checkout_is_a_503_that_loses_nothing(faults)
     (Faults(), "cancel"),  # shopper cancels
 ], ids=["amount", "currency", "declined", "cancelled"])
 async def test_unpaid_or_mismatched_payments_cancel_the_order_and_give_everything_back(faults, choice):
-    async with paypal_shop() as (shop, fake, customer, pid):
-        fake.state.faults = faults
-        r = await customer.checkout(PAYPAL, SHIPPING)
-        ((_, key),) = paypal_orders(fake)
-        r = await back_to_shop(shop, await shopper_choice(r.body["next_step"], choice))
-        assert r.status == 302 and r.headers["Location"] == f"http://shop.test/orders/{key}?payment=failed"
-        assert await state(shop, customer, pid, key) == {
-            "stock": 5, "cart": {str(pid): 2}, "status": "CANCELLED", "history": ["HOLD", "CANCELLED"]}
+    async with paypal_shop() as gw:
+        gw.fake.state.faults = faults
+        r = await gw.checkout()
+        ((_, key),) = paypal_orders(gw.fake)
+        r = await gw.follow(r.body["next_step"], choice)
+        assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "failed")
+        await gw.assert_cancelled(key)
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_a_gateway_fault_on_return_leaves_the_order_on_hold_until_it_can_be_captured():
-    async with paypal_shop() as (shop, fake, customer, pid):
-        r = await customer.checkout(PAYPAL, SHIPPING)
+    async with paypal_shop() as gw:
+        r = await gw.checkout()
         back = await shopper_choice(r.body["next_step"], "approve")
-        ((_, key),) = paypal_orders(fake)
-        fake.state.faults = Faults(delay=2, only={"capture"})
-        r = await back_to_shop(shop, back)
+        ((_, key),) = paypal_orders(gw.fake)
+        gw.fake.state.faults = Faults(delay=2, only={"capture"})
+        r = await gw.back_to_shop(back)
         assert r.status == 302 and r.headers["Location"].endswith("payment=pending")
-        assert await state(shop, customer, pid, key) == {
-            "stock": 3, "cart": {str(pid): 2}, "status": "HOLD", "history": ["HOLD"]}
-        fake.state.faults = Faults()
-        r = await back_to_shop(shop, back)
+        await gw.assert_held(key)
+        gw.fake.state.faults = Faults()
+        r = await gw.back_to_shop(back)
         assert r.headers["Location"].endswith("payment=paid")
+        await gw.assert_paid(key)
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_forged_or_stale_notifications_are_400_and_change_nothing():
-    async with paypal_shop() as (shop, fake, customer, pid):
-        r = await customer.checkout(PAYPAL, SHIPPING)
+    async with paypal_shop() as gw:
+        r = await gw.checkout()
         await shopper_choice(r.body["next_step"], "approve")
-        ((paypal_id, key),) = paypal_orders(fake)
-        path = f"/api/shop/checkout/notify/{PAYPAL}"
-        headers, body = signed_event(fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID)
-        forged = signed_event(fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", "ANOTHERHOOK")
-        stale = signed_event(fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID,
+        ((paypal_id, key),) = paypal_orders(gw.fake)
+        headers, body = signed_event(gw.fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID)
+        forged = signed_event(gw.fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", "ANOTHERHOOK")
+        stale = signed_event(gw.fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID,
                              when=datetime.now(UTC) - timedelta(minutes=10))
         tampered = (headers, body.replace(b'"APPROVED"', b'"VOIDED"'))
         for bad_headers, bad_body in (forged, stale, tampered, ({}, body)):
-            r = await shop.request("POST", path, raw_body=bad_body, headers=bad_headers)
+            r = await gw.notify(bad_headers, bad_body)
             assert r.status == 400 and "notification refused" in r.body["error"]
-        assert (await state(shop, customer, pid, key))["status"] == "HOLD"
-        assert fake.state.count("capture") == 0
+        await gw.assert_held(key)
+        assert gw.fake.state.count("capture") == 0
         # The genuine approval captures and settles; its replay is recognised.
-        r = await shop.request("POST", path, raw_body=body, headers=headers)
+        r = await gw.notify(headers, body)
         assert r.status == 200 and r.body["result"] == "paid"
-        r = await shop.request("POST", path, raw_body=body, headers=headers)
+        r = await gw.notify(headers, body)
         assert r.status == 200 and r.body["status"] == "duplicate"
-        assert await state(shop, customer, pid, key) == {
-            "stock": 3, "cart": {}, "status": "PROCESSING", "history": ["HOLD", "PROCESSING"]}
+        await gw.assert_paid(key)
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_return_and_notification_racing_settle_the_order_once():
-    async with paypal_shop() as (shop, fake, customer, pid):
-        r = await customer.checkout(PAYPAL, SHIPPING)
+    async with paypal_shop() as gw:
+        r = await gw.checkout()
         back = await shopper_choice(r.body["next_step"], "approve")
-        ((paypal_id, key),) = paypal_orders(fake)
-        headers, body = signed_event(fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID)
-        notify = f"/api/shop/checkout/notify/{PAYPAL}"
-        answers = await asyncio.gather(
-            back_to_shop(shop, back), back_to_shop(shop, back),
-            shop.request("POST", notify, raw_body=body, headers=headers),
-            shop.request("POST", notify, raw_body=body, headers=headers))
+        ((paypal_id, key),) = paypal_orders(gw.fake)
+        headers, body = signed_event(gw.fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID)
+        answers = await asyncio.gather(gw.back_to_shop(back), gw.back_to_shop(back),
+                                       gw.notify(headers, body), gw.notify(headers, body))
         assert [a.status for a in answers] == [302, 302, 200, 200]
         assert all(a.headers["Location"].endswith("payment=paid") for a in answers[:2])
-        assert await state(shop, customer, pid, key) == {
-            "stock": 3, "cart": {}, "status": "PROCESSING", "history": ["HOLD", "PROCESSING"]}
+        await gw.assert_paid(key)
         # However many captures were attempted, PayPal captured once (same PayPal-Request-Id).
-        assert len(fake.state.records[paypal_id]["order"]["purchase_units"][0]["payments"]["captures"]) == 1
+        assert len(gw.fake.state.records[paypal_id]["order"]["purchase_units"][0]["payments"]["captures"]) == 1
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_hold_expiry_asks_paypal_first():
-    async with paypal_shop() as (shop, fake, customer, pid):
+    async with paypal_shop() as gw:
         later = datetime.now(UTC) + timedelta(hours=1)
-        await customer.checkout(PAYPAL, SHIPPING)  # never approved
+        await gw.checkout()  # never approved
         # Approved at PayPal, browser closed before coming back: expiry captures it.
-        await shop.storage.customers.add_to_cart(customer.id, pid, 1)
-        r = await customer.checkout(PAYPAL, SHIPPING)
+        await gw.shop.storage.customers.add_to_cart(gw.customer.id, gw.product_id, 1)
+        r = await gw.checkout()
         await shopper_choice(r.body["next_step"], "approve")
-        (_, abandoned), (_, approved) = paypal_orders(fake)
-        report = await sweep(shop.storage, shop.methods, now=later)
+        (_, abandoned), (_, approved) = paypal_orders(gw.fake)
+        report = await sweep(gw.shop.storage, gw.shop.methods, now=later)
         assert report.cancelled == [abandoned] and report.paid == [approved]
-        assert (await shop.storage.products.get(pid))["stock"] == 2
+        for key, status in ((abandoned, "CANCELLED"), (approved, "PROCESSING")):
+            await assert_consistent(gw.shop, key, customer=gw.customer, status=status,
+                                    stock={gw.product_id: 2}, cart={})
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_notification_before_approval_leaves_the_shopper_free_to_pay():
+    async with paypal_shop() as gw:
+        r = await gw.checkout()
+        ((paypal_id, key),) = paypal_orders(gw.fake)
+        early = await gw.notify(*signed_event(gw.fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID))
+        assert early.status == 200 and early.body["result"] == "pending"
+        await gw.assert_held(key)
+        r = await gw.follow(r.body["next_step"], "approve")  # not cancelled as "never approved"
+        assert r.headers["Location"] == gw.result_url(key, "paid")
+        await gw.assert_paid(key)

@@ -1,63 +1,53 @@
 """The PayPal provider against the local fake of PayPal Orders v2, method by method."""
 
-import contextlib
-import socket
 from datetime import UTC, datetime, timedelta
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from checkout_paypal import PayPal
 from checkout_paypal.fake import make_app, signed_event
 from checkout_paypal.money import MoneyError, from_paypal, to_paypal
 
-from checkout_server.fakegateway import Faults, run_fake, shopper_choice
+from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
 from checkout_server.providers import (
     GatewayError,
-    Method,
     NotificationError,
-    OrderInfo,
     PaymentState,
-    PaymentUrls,
     ProviderError,
 )
-from checkout_server.testing import check_payment_provider, make_cart
+from checkout_server.testing import (
+    check_payment_provider,
+    load_provider,
+    make_cart,
+    make_order,
+    make_urls,
+    provider_on_fake,
+    query_params,
+    start_payment,
+    unused_url,
+)
 
+PAYPAL = 4
 WEBHOOK_ID = "8PT597110X687430LKGECATA"
-URLS = PaymentUrls(return_url="http://shop.test/api/shop/checkout/return/4?order=ORD-2026-000001",
-                   notify_url="http://shop.test/api/shop/checkout/notify/4")
+SETTINGS = {"client_id": "fake-client", "client_secret": "fake-secret", "sandbox": True,
+            "webhook_id": WEBHOOK_ID, "timeout": 0.5}
+URLS = make_urls(PAYPAL)
+FAULTS = transport_faults()
 
 
-def order(total=12_345, currency="EUR", payment=None, key="ORD-2026-000001") -> OrderInfo:
-    return OrderInfo(order_key=key, total=total, currency=currency, customer_id=1,
-                     email="ada@example.com", phone=None, name="Ada Lovelace",
-                     description=f"Order {key}", payment=payment or {})
+def order(total=12_345, currency="EUR", key="ORD-2026-000001"):
+    return make_order(key, total=total, currency=currency)
 
 
 def provider(**settings) -> PayPal:
-    values = {"client_id": "fake-client", "client_secret": "fake-secret", "sandbox": True,
-              "webhook_id": WEBHOOK_ID, "timeout": 0.5, **settings}
-    return PayPal(Method(4, "PayPal", "payment"), PayPal.settings_schema().load(values))
+    return load_provider(PayPal, {**SETTINGS, **settings}, PAYPAL)
 
 
-@contextlib.asynccontextmanager
-async def on_fake(**settings):
-    async with run_fake(make_app) as fake:
-        paypal = provider(base_url=fake.base_url, **settings)
-        await paypal.startup()
-        try:
-            yield paypal, fake
-        finally:
-            await paypal.close()
+def on_fake():
+    return provider_on_fake(PayPal, make_app, SETTINGS, PAYPAL)
 
 
 async def started(paypal, the_order=None):
-    the_order = the_order or order()
-    start = await paypal.start(the_order, URLS)
-    return start, order(the_order.total, the_order.currency, payment=start.data, key=the_order.order_key)
-
-
-def query(url: str) -> dict:
-    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    return await start_payment(paypal, the_order or order(), URLS)
 
 
 def test_keeps_the_provider_contract_and_picks_its_host():
@@ -90,11 +80,11 @@ async def test_approved_order_is_captured_once_and_paid_in_paypals_amount():
         assert record["order"]["purchase_units"][0]["amount"] == {"currency_code": "EUR", "value": "123.45"}
 
         back = await shopper_choice(start.redirect_url, "approve")
-        assert query(back) == {"order": "ORD-2026-000001", "token": start.reference, "PayerID": "FAKEPAYER42"}
-        check = await paypal.verify_return(paying, query(back))
+        assert query_params(back) == {"order": "ORD-2026-000001", "token": start.reference, "PayerID": "FAKEPAYER42"}
+        check = await paypal.verify_return(paying, query_params(back))
         assert (check.state, check.amount, check.currency) == (PaymentState.PAID, 12_345, "EUR")
         # Replayed return: the same PayPal-Request-Id answers the same capture.
-        assert (await paypal.verify_return(paying, query(back))).amount == 12_345
+        assert (await paypal.verify_return(paying, query_params(back))).amount == 12_345
         request_ids = {h.get("PayPal-Request-Id") for op, h in fake.state.calls if op == "capture"}
         assert request_ids == {"checkout-server-ORD-2026-000001-capture"}
         assert fake.state.count("token") == 1  # one token, reused
@@ -123,12 +113,12 @@ async def test_declined_cancelled_and_unapproved_orders_are_not_paid():
     async with on_fake() as (paypal, fake):
         start, paying = await started(paypal)
         back = await shopper_choice(start.redirect_url, "decline")
-        assert (await paypal.verify_return(paying, query(back))).state is PaymentState.FAILED
+        assert (await paypal.verify_return(paying, query_params(back))).state is PaymentState.FAILED
 
         start, paying = await started(paypal, order(key="ORD-2026-000002"))
         back = await shopper_choice(start.redirect_url, "cancel")
-        assert query(back)["cancelled"] == "1"
-        assert (await paypal.verify_return(paying, query(back))).state is PaymentState.FAILED
+        assert query_params(back)["cancelled"] == "1"
+        assert (await paypal.verify_return(paying, query_params(back))).state is PaymentState.FAILED
         assert fake.state.count("capture") == 1  # a cancel never captures
 
         # A forged return for an order the shopper has not approved: not paid, left to expiry.
@@ -164,10 +154,10 @@ async def test_tampered_captures_are_reported_as_paypal_has_them(faults, expecte
 
 @pytest.mark.gen_test(timeout=20)
 @pytest.mark.parametrize("operation", ["token", "create", "capture"])
-@pytest.mark.parametrize("faults", [Faults(delay=2), Faults(status=503), Faults(malformed=True)],
-                         ids=["timeout", "5xx", "malformed"])
-async def test_gateway_faults_are_gateway_errors(operation, faults):
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_gateway_faults_are_gateway_errors(operation, fault):
     async with on_fake() as (paypal, fake):
+        faults = FAULTS[fault]
         faults.only = frozenset({operation})
         if operation == "capture":
             start, paying = await started(paypal)
@@ -185,10 +175,7 @@ async def test_gateway_faults_are_gateway_errors(operation, faults):
 
 @pytest.mark.gen_test(timeout=20)
 async def test_refused_connection_is_a_gateway_error():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    paypal = provider(base_url=closed)
+    paypal = provider(base_url=unused_url())
     await paypal.startup()
     try:
         with pytest.raises(GatewayError, match="unreachable"):
@@ -227,3 +214,15 @@ async def test_webhooks_are_verified_with_paypal_and_read_from_the_order():
 async def test_without_a_webhook_id_notifications_are_refused():
     with pytest.raises(NotificationError, match="webhook_id"):
         await provider(webhook_id=None).parse_notification({}, b"{}")
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("event_type", ["CHECKOUT.ORDER.APPROVED", "CHECKOUT.ORDER.COMPLETED"])
+async def test_a_notification_about_an_unapproved_order_leaves_it_pending(event_type):
+    # check() would call it "never approved" (FAILED: the hold is over); a notification
+    # arriving while the shopper is still at PayPal must not, and always carries its own check.
+    async with on_fake() as (paypal, fake):
+        start, _paying = await started(paypal)
+        note = await paypal.parse_notification(*signed_event(fake.app, start.reference, event_type, WEBHOOK_ID))
+        assert note.order_key == "ORD-2026-000001" and note.check.state is PaymentState.PENDING
+        assert fake.state.count("capture") == 0

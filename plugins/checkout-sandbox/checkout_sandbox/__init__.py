@@ -52,7 +52,9 @@ class SandboxPayment(PaymentProvider):
                     raise GatewayError(f"sandbox gateway answered {response.status}")
                 data = await response.json(content_type=None)
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
-            raise GatewayError(f"sandbox gateway unreachable: {exc.__class__.__name__}") from None
+            # The URL says which base_url was used: a wrong [site] base_url (another port) shows here.
+            raise GatewayError(f"sandbox gateway unreachable at {url} "
+                               f"(is [site] base_url this server?): {exc.__class__.__name__}") from None
         if not isinstance(data, dict):
             raise GatewayError("sandbox gateway answered garbage")
         return data

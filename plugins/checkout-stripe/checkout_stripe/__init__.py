@@ -16,9 +16,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import ValidationError, fields, validate, validates_schema
 
+from checkout_server.gatewayhttp import GatewayClient, GatewaySettings
 from checkout_server.hookspecs import hookimpl
 from checkout_server.providers import (
     GatewayError,
@@ -39,14 +39,11 @@ API_URL = "https://api.stripe.com"
 CANCELLED = "cancelled"
 
 
-class StripeSettings(Schema):
+class StripeSettings(GatewaySettings):  # + base_url, timeout
     secret_key = fields.String(required=True, validate=validate.Regexp(r"^(sk|rk)_(test|live)_\S+$"))
     # The signing secret of the webhook endpoint ("whsec_..."); without it notifications are refused.
     webhook_secret = fields.String(load_default=None, validate=validate.Length(min=1))
     sandbox = fields.Boolean(load_default=False)  # test mode: requires a *_test_ key
-    base_url = fields.String(load_default=None,
-                             validate=validate.URL(require_tld=False, schemes={"http", "https"}))
-    timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01, max=120))
     webhook_tolerance = fields.Integer(load_default=300, validate=validate.Range(min=1, max=3600))
 
     @validates_schema
@@ -65,17 +62,14 @@ class Stripe(PaymentProvider):
     def __init__(self, method, settings):
         super().__init__(method, settings)
         self.base_url = (settings.get("base_url") or API_URL).rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=settings.get("timeout", 10.0))
-        self._session: aiohttp.ClientSession | None = None
+        self.gateway = GatewayClient("Stripe", self.base_url, timeout=settings.get("timeout", 10.0),
+                                     headers={"Authorization": f"Bearer {settings['secret_key']}"})
 
     async def startup(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=self.timeout, headers={"Authorization": f"Bearer {self.settings['secret_key']}"})
+        await self.gateway.open()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self.gateway.close()
 
     async def start(self, order: OrderInfo, urls: PaymentUrls) -> PaymentStart:
         params: dict[str, Any] = {
@@ -153,32 +147,14 @@ class Stripe(PaymentProvider):
 
     async def _call(self, method: str, path: str, params: dict | None = None,
                     idempotency_key: str | None = None) -> dict:
-        if self._session is None:
-            raise GatewayError("the Stripe method is not started")
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         data = form_encode(params) if params is not None else None
-        try:
-            async with self._session.request(method, self.base_url + path, data=data,
-                                             headers=headers) as resp:
-                raw = await resp.read()
-                status = resp.status
-        except TimeoutError:
-            raise GatewayError("Stripe did not answer in time") from None
-        except aiohttp.ClientError as exc:
-            raise GatewayError(f"Stripe is unreachable: {exc.__class__.__name__}") from None
-        if status >= 500:
-            raise GatewayError(f"Stripe answered HTTP {status}")
-        try:
-            answer = json.loads(raw)
-        except ValueError:
-            raise GatewayError(f"Stripe answered HTTP {status} with a body that is not JSON") from None
-        if not isinstance(answer, dict):
-            raise GatewayError("Stripe answered JSON that is not an object")
-        if status >= 400:
-            error = answer.get("error") if isinstance(answer.get("error"), dict) else {}
-            log.warning("Stripe refused %s %s: HTTP %s %s", method, path, status, error.get("message"))
-            raise _Refused(f"Stripe refused the request ({error.get('type') or status})")
-        return answer
+        answer = await self.gateway.request(method, path, data=data, headers=headers)
+        if answer.refused:
+            error = answer.body.get("error") if isinstance(answer.body.get("error"), dict) else {}
+            log.warning("Stripe refused %s %s: HTTP %s %s", method, path, answer.status, error.get("message"))
+            raise _Refused(f"Stripe refused the request ({error.get('type') or answer.status})")
+        return answer.body
 
 
 class _Refused(GatewayError):

@@ -21,7 +21,15 @@ import time
 import aiohttp
 from aiohttp import web
 
-from checkout_server.fakegateway import STATE, approval_page, fake_api, new_app
+from checkout_server.fakegateway import (
+    STATE,
+    add_payment_page,
+    approval_page,
+    fake_api,
+    json_object,
+    new_app,
+    record_or_404,
+)
 
 from . import sign
 
@@ -34,8 +42,7 @@ def make_app(base_url: str) -> web.Application:
     app.router.add_post("/v1/checkout/sessions", create_session)
     app.router.add_get("/v1/checkout/sessions/{id}", retrieve_session)
     app.router.add_post("/v1/checkout/sessions/{id}/expire", expire_session)
-    app.router.add_get("/c/pay/{id}", pay_page)
-    app.router.add_post("/c/pay/{id}", pay_choice)
+    add_payment_page(app, "/c/pay/{id}", payable=open_session, page=pay_page, choose=pay_choice)
     app.router.add_post("/__fake__/webhook", set_webhook)
     return app
 
@@ -101,13 +108,10 @@ async def create_session(request: web.Request) -> web.Response:
 
 
 def _session_or_404(request: web.Request) -> dict:
-    session = request.app[STATE].records.get(request.match_info["id"])
-    if session is None:
-        raise web.HTTPNotFound(text=json.dumps({"error": {
-            "type": "invalid_request_error", "code": "resource_missing",
-            "message": f"No such checkout.session: '{request.match_info['id']}'"}}),
-            content_type="application/json")
-    return session
+    session_id = request.match_info["id"]
+    return record_or_404(request, session_id, {"error": {
+        "type": "invalid_request_error", "code": "resource_missing",
+        "message": f"No such checkout.session: '{session_id}'"}})
 
 
 @fake_api("retrieve")
@@ -129,23 +133,21 @@ async def expire_session(request: web.Request) -> web.Response:
     return web.json_response(session)
 
 
-async def pay_page(request: web.Request) -> web.Response:
-    session = _session_or_404(request)
-    if session["status"] != "open":
-        raise web.HTTPGone(text="This Checkout Session is no longer active.")
+def open_session(request: web.Request) -> dict | None:
+    session = request.app[STATE].records.get(request.match_info["id"])
+    return session if session is not None and session["status"] == "open" else None
+
+
+def pay_page(session: dict) -> web.Response:
     return approval_page("Stripe Checkout (fake)",
                          f"{session['amount_total']} {session['currency'].upper()} (minor units)",
                          {"approve": "Pay", "decline": "Card declined", "cancel": "Back to the shop"})
 
 
-async def pay_choice(request: web.Request) -> web.Response:
+def pay_choice(request: web.Request, session: dict, choice: str | None) -> str:
     state = request.app[STATE]
-    session = _session_or_404(request)
-    if session["status"] != "open":
-        raise web.HTTPGone(text="This Checkout Session is no longer active.")
-    choice = (await request.post()).get("choice")
     if choice != "approve" or state.faults.decline:
-        raise web.HTTPSeeOther(session["cancel_url"])
+        return session["cancel_url"]
     faults = state.faults
     session.update(status="complete", payment_status="paid",
                    amount_total=session["amount_total"] + faults.amount_delta,
@@ -157,7 +159,7 @@ async def pay_choice(request: web.Request) -> web.Response:
                                                                   "checkout.session.completed", secret)))
         _background.add(task)
         task.add_done_callback(_background.discard)
-    raise web.HTTPSeeOther(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"]))
+    return session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"])
 
 
 def signed_event(app: web.Application, session_id: str, event_type: str, secret: str,
@@ -173,7 +175,9 @@ def signed_event(app: web.Application, session_id: str, event_type: str, secret:
 
 
 async def set_webhook(request: web.Request) -> web.Response:
-    body = await request.json()
+    body = await json_object(request) or {}
+    if not (isinstance(body.get("url"), str) and isinstance(body.get("secret"), str)):
+        return web.json_response({"error": "post {\"url\": ..., \"secret\": ...}"}, status=400)
     request.app[STATE].webhook = (body["url"], body["secret"])
     return web.json_response({"url": body["url"]})
 

@@ -1,63 +1,48 @@
 """The Stripe provider against the local fake of Stripe Checkout, method by method."""
 
-import contextlib
 import json
-import socket
 import time
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from checkout_stripe import Stripe, form_encode, sign, verify_signature
 from checkout_stripe.fake import make_app, signed_event
 from marshmallow import ValidationError
 
-from checkout_server.fakegateway import Faults, run_fake, shopper_choice
-from checkout_server.providers import (
-    GatewayError,
-    Method,
-    NotificationError,
-    OrderInfo,
-    PaymentState,
-    PaymentUrls,
+from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
+from checkout_server.providers import GatewayError, NotificationError, PaymentState
+from checkout_server.testing import (
+    check_payment_provider,
+    load_provider,
+    make_order,
+    make_urls,
+    provider_on_fake,
+    query_params,
+    start_payment,
+    unused_url,
 )
-from checkout_server.testing import check_payment_provider
 
+STRIPE = 3
 KEY = "sk_test_4eC39HqLyjWDarjtT1zdp7dc"
 SECRET = "whsec_test_secret"
-URLS = PaymentUrls(return_url="http://shop.test/api/shop/checkout/return/3?order=ORD-2026-000001",
-                   notify_url="http://shop.test/api/shop/checkout/notify/3")
+SETTINGS = {"secret_key": KEY, "sandbox": True, "webhook_secret": SECRET, "timeout": 0.5}
+URLS = make_urls(STRIPE)
+FAULTS = transport_faults()
 
 
-def order(total=4_990, currency="EUR", payment=None, key="ORD-2026-000001") -> OrderInfo:
-    return OrderInfo(order_key=key, total=total, currency=currency, customer_id=1,
-                     email="ada@example.com", phone=None, name="Ada Lovelace",
-                     description="Order ORD-2026-000001", payment=payment or {})
+def order(key="ORD-2026-000001"):
+    return make_order(key, total=4_990, description="Order ORD-2026-000001")
 
 
 def provider(**settings) -> Stripe:
-    values = {"secret_key": KEY, "sandbox": True, "webhook_secret": SECRET, "timeout": 0.5, **settings}
-    return Stripe(Method(3, "Card (Stripe)", "payment"), Stripe.settings_schema().load(values))
+    return load_provider(Stripe, {**SETTINGS, **settings}, STRIPE)
 
 
-@contextlib.asynccontextmanager
-async def on_fake(**settings):
-    async with run_fake(make_app) as fake:
-        stripe = provider(base_url=fake.base_url, **settings)
-        await stripe.startup()
-        try:
-            yield stripe, fake
-        finally:
-            await stripe.close()
+def on_fake(**settings):
+    return provider_on_fake(Stripe, make_app, {**SETTINGS, **settings}, STRIPE)
 
 
 async def started(stripe, the_order=None):
-    the_order = the_order or order()
-    start = await stripe.start(the_order, URLS)
-    return start, order(the_order.total, the_order.currency, payment=start.data, key=the_order.order_key)
-
-
-def query(url: str) -> dict:
-    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    return await start_payment(stripe, the_order or order(), URLS)
 
 
 def test_keeps_the_provider_contract_and_checks_its_settings():
@@ -86,10 +71,10 @@ async def test_paid_session_is_reported_in_stripes_amount_and_currency():
         assert session["success_url"] == URLS.return_url + "&session_id={CHECKOUT_SESSION_ID}"
 
         back = await shopper_choice(start.redirect_url, "approve")
-        assert query(back) == {"order": "ORD-2026-000001", "session_id": start.reference}
-        check = await stripe.verify_return(paying, query(back))
+        assert query_params(back) == {"order": "ORD-2026-000001", "session_id": start.reference}
+        check = await stripe.verify_return(paying, query_params(back))
         assert (check.state, check.amount, check.currency) == (PaymentState.PAID, 4_990, "EUR")
-        assert (await stripe.verify_return(paying, query(back))) == check  # a replayed return
+        assert (await stripe.verify_return(paying, query_params(back))) == check  # a replayed return
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -106,7 +91,7 @@ async def test_retried_start_reuses_the_session_through_the_idempotency_key():
 async def test_return_never_trusts_the_session_id_in_the_query():
     async with on_fake() as (stripe, _fake):
         start, paying = await started(stripe)
-        other, _ = await started(stripe, order(key="ORD-2026-000002"))
+        other, _ = await started(stripe, order("ORD-2026-000002"))
         await shopper_choice(other.redirect_url, "approve")  # someone else's paid session
         check = await stripe.verify_return(paying, {"session_id": other.reference})
         assert check.state is PaymentState.PENDING and check.reference == start.reference
@@ -118,8 +103,8 @@ async def test_cancelled_or_declined_shopper_fails_and_the_session_is_closed(cho
     async with on_fake() as (stripe, fake):
         start, paying = await started(stripe)
         back = await shopper_choice(start.redirect_url, choice)
-        assert query(back)["cancelled"] == "1"
-        check = await stripe.verify_return(paying, query(back))
+        assert query_params(back)["cancelled"] == "1"
+        check = await stripe.verify_return(paying, query_params(back))
         assert check.state is PaymentState.FAILED
         assert fake.state.records[start.reference]["status"] == "expired"  # can't be paid later
 
@@ -131,7 +116,7 @@ async def test_hold_expiry_check_expires_open_sessions_and_keeps_paid_ones():
         assert (await stripe.check(paying)).state is PaymentState.FAILED
         with pytest.raises(AssertionError):  # the shopper's page is gone
             await shopper_choice(start.redirect_url, "approve")
-        start, paying = await started(stripe, order(key="ORD-2026-000002"))
+        start, paying = await started(stripe, order("ORD-2026-000002"))
         await shopper_choice(start.redirect_url, "approve")  # paid, never came back
         assert (await stripe.check(paying)).state is PaymentState.PAID
         # A "cancel" arriving after the payment went through still reports the payment.
@@ -148,17 +133,17 @@ async def test_tampered_amounts_are_reported_as_the_gateway_has_them(faults, exp
         fake.state.faults = faults
         start, paying = await started(stripe)
         back = await shopper_choice(start.redirect_url, "approve")
-        check = await stripe.verify_return(paying, query(back))
+        check = await stripe.verify_return(paying, query_params(back))
         # The core compares these with the order's and refuses to settle.
         assert (check.amount, check.currency) == expected
 
 
 @pytest.mark.gen_test(timeout=20)
 @pytest.mark.parametrize("operation", ["create", "retrieve"])
-@pytest.mark.parametrize("faults", [Faults(delay=2), Faults(status=500), Faults(malformed=True)],
-                         ids=["timeout", "5xx", "malformed"])
-async def test_gateway_faults_are_gateway_errors(operation, faults):
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_gateway_faults_are_gateway_errors(operation, fault):
     async with on_fake() as (stripe, fake):
+        faults = FAULTS[fault]
         faults.only = frozenset({operation})
         fake.state.faults = faults
         if operation == "create":
@@ -172,10 +157,7 @@ async def test_gateway_faults_are_gateway_errors(operation, faults):
 
 @pytest.mark.gen_test(timeout=20)
 async def test_refused_connection_and_bad_key_are_gateway_errors():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    stripe = provider(base_url=closed)
+    stripe = provider(base_url=unused_url())
     await stripe.startup()
     try:
         with pytest.raises(GatewayError, match="unreachable"):
@@ -231,3 +213,16 @@ async def test_without_a_webhook_secret_notifications_are_refused():
     stripe = provider(webhook_secret=None)
     with pytest.raises(NotificationError, match="webhook_secret"):
         await stripe.parse_notification({}, b"{}")
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("event_type", ["checkout.session.completed", "checkout.session.async_payment_succeeded",
+                                        "checkout.session.async_payment_failed", "checkout.session.expired"])
+async def test_notifications_always_carry_their_check_and_never_expire_a_session(event_type):
+    # With check=None the core would call check(), which expires an open session: a shopper
+    # still on Stripe's page would lose the payment. Every event about an order answers its own.
+    async with on_fake() as (stripe, fake):
+        start, _paying = await started(stripe)
+        note = await stripe.parse_notification(*signed_event(fake.app, start.reference, event_type, SECRET))
+        assert note.order_key == "ORD-2026-000001" and note.check is not None
+        assert fake.state.count("expire") == 0 and fake.state.records[start.reference]["status"] == "open"

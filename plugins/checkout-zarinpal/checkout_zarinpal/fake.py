@@ -14,8 +14,10 @@ from aiohttp import web
 
 from checkout_server.fakegateway import (
     STATE,
+    add_payment_page,
     approval_page,
     fake_api,
+    json_object,
     new_app,
     with_query,
 )
@@ -27,8 +29,8 @@ def make_app(base_url: str) -> web.Application:
     app = new_app(base_url)
     app.router.add_post("/pg/v4/payment/request.json", payment_request)
     app.router.add_post("/pg/v4/payment/verify.json", payment_verify)
-    app.router.add_get("/pg/StartPay/{authority}", start_pay_page)
-    app.router.add_post("/pg/StartPay/{authority}", start_pay_choice)
+    add_payment_page(app, "/pg/StartPay/{authority}", payable=unpaid, page=start_pay_page,
+                     choose=start_pay_choice)
     return app
 
 
@@ -37,18 +39,10 @@ def _error(code: int, message: str, status: int = 200, **extra) -> web.Response:
                              status=status)
 
 
-async def _json(request: web.Request) -> dict | None:
-    try:
-        body = await request.json()
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None
-
-
 @fake_api("request")
 async def payment_request(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    body = await _json(request)
+    body = await json_object(request)
     if body is None:
         return _error(-9, "The input params invalid, validation error.", status=422)
     currency = body.get("currency", "IRR")
@@ -85,7 +79,7 @@ async def payment_request(request: web.Request) -> web.Response:
 @fake_api("verify")
 async def payment_verify(request: web.Request) -> web.Response:
     state = request.app[STATE]
-    body = await _json(request) or {}
+    body = await json_object(request) or {}
     record = state.records.get(body.get("authority"))
     if record is None:
         return _error(-54, "Invalid authority.", status=422)
@@ -107,24 +101,19 @@ async def payment_verify(request: web.Request) -> web.Response:
     }, "errors": []})
 
 
-async def start_pay_page(request: web.Request) -> web.Response:
+def unpaid(request: web.Request) -> dict | None:
     record = request.app[STATE].records.get(request.match_info["authority"])
-    if record is None or record["status"] != "INIT":
-        raise web.HTTPNotFound(text="This payment session is not valid any more.")
+    return record if record is not None and record["status"] == "INIT" else None
+
+
+def start_pay_page(record: dict) -> web.Response:
     amount, currency = record["requested"]
     return approval_page("Zarinpal (fake): pay", f"{amount} {currency}",
                          {"approve": "Pay", "decline": "Card declined", "cancel": "Cancel"})
 
 
-async def start_pay_choice(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    authority = request.match_info["authority"]
-    record = state.records.get(authority)
-    if record is None or record["status"] != "INIT":
-        raise web.HTTPNotFound(text="This payment session is not valid any more.")
-    choice = (await request.post()).get("choice")
-    paid = choice == "approve" and not state.faults.decline
+def start_pay_choice(request: web.Request, record: dict, choice: str | None) -> str:
+    paid = choice == "approve" and not request.app[STATE].faults.decline
     record["status"] = "PAID" if paid else ("CANCELLED" if choice == "cancel" else "FAILED")
-    raise web.HTTPFound(with_query(record["callback_url"],
-                                    {"Authority": authority, "Status": "OK" if paid else "NOK"}))
-
+    return with_query(record["callback_url"],
+                      {"Authority": request.match_info["authority"], "Status": "OK" if paid else "NOK"})

@@ -1,59 +1,44 @@
 """The Zarinpal provider against the local fake of Zarinpal v4, method by method."""
 
-import contextlib
-import socket
-from urllib.parse import parse_qs, urlsplit
-
 import pytest
 from checkout_zarinpal import Zarinpal
 from checkout_zarinpal.fake import make_app
 from marshmallow import ValidationError
 
-from checkout_server.fakegateway import Faults, run_fake, shopper_choice
-from checkout_server.providers import (
-    GatewayError,
-    Method,
-    OrderInfo,
-    PaymentState,
-    PaymentUrls,
+from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
+from checkout_server.providers import GatewayError, PaymentState
+from checkout_server.testing import (
+    check_payment_provider,
+    load_provider,
+    make_cart,
+    make_order,
+    make_urls,
+    provider_on_fake,
+    query_params,
+    start_payment,
+    unused_url,
 )
-from checkout_server.testing import check_payment_provider, make_cart
 
+ZARINPAL = 7
 MERCHANT = "1344b5d4-0048-11e8-94db-005056a205be"
-URLS = PaymentUrls(return_url="http://shop.test/api/shop/checkout/return/7?order=ORD-2026-000001",
-                   notify_url="http://shop.test/api/shop/checkout/notify/7")
+URLS = make_urls(ZARINPAL)
+FAULTS = transport_faults()
 
 
-def order(total=250_000, currency="IRR", payment=None) -> OrderInfo:
-    return OrderInfo(order_key="ORD-2026-000001", total=total, currency=currency, customer_id=1,
-                     email="ada@example.com", phone="09121234567", name="Ada Lovelace",
-                     description="Order ORD-2026-000001", payment=payment or {})
+def order(**fields):
+    return make_order(**{"total": 250_000, "currency": "IRR", "phone": "09121234567", **fields})
 
 
 def provider(**settings) -> Zarinpal:
-    values = {"merchant_id": MERCHANT, "timeout": 0.5, **settings}
-    return Zarinpal(Method(7, "Zarinpal", "payment"), Zarinpal.settings_schema().load(values))
+    return load_provider(Zarinpal, {"merchant_id": MERCHANT, "timeout": 0.5, **settings}, ZARINPAL)
 
 
-@contextlib.asynccontextmanager
-async def on_fake(**settings):
-    async with run_fake(make_app) as fake:
-        zp = provider(base_url=fake.base_url, **settings)
-        await zp.startup()
-        try:
-            yield zp, fake
-        finally:
-            await zp.close()
+def on_fake():
+    return provider_on_fake(Zarinpal, make_app, {"merchant_id": MERCHANT, "timeout": 0.5}, ZARINPAL)
 
 
 async def started(zp, the_order=None):
-    the_order = the_order or order()
-    start = await zp.start(the_order, URLS)
-    return start, order(the_order.total, the_order.currency, payment=start.data)
-
-
-def query(url: str) -> dict:
-    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    return await start_payment(zp, the_order or order(), URLS)
 
 
 def test_keeps_the_provider_contract_and_checks_its_settings():
@@ -84,12 +69,12 @@ async def test_paid_payment_is_verified_once_with_the_stored_amount():
 
         back = await shopper_choice(start.redirect_url, "approve")
         assert back.startswith(URLS.return_url + "&")
-        assert query(back) == {"order": "ORD-2026-000001", "Authority": start.reference, "Status": "OK"}
+        assert query_params(back) == {"order": "ORD-2026-000001", "Authority": start.reference, "Status": "OK"}
 
-        check = await zp.verify_return(paying, query(back))
+        check = await zp.verify_return(paying, query_params(back))
         assert (check.state, check.amount, check.currency) == (PaymentState.PAID, 250_000, "IRR")
         # A replayed return is answered 101 by the gateway: still paid, nothing captured twice.
-        again = await zp.verify_return(paying, query(back))
+        again = await zp.verify_return(paying, query_params(back))
         assert again.state is PaymentState.PAID and again.detail == "already verified"
         assert again.reference == check.reference
 
@@ -100,8 +85,8 @@ async def test_declined_cancelled_and_unpaid_payments_fail_whatever_the_query_sa
         for choice in ("decline", "cancel"):
             start, paying = await started(zp)
             back = await shopper_choice(start.redirect_url, choice)
-            assert query(back)["Status"] == "NOK"
-            assert (await zp.verify_return(paying, query(back))).state is PaymentState.FAILED
+            assert query_params(back)["Status"] == "NOK"
+            assert (await zp.verify_return(paying, query_params(back))).state is PaymentState.FAILED
         # A forged "Status=OK" for a payment nobody made.
         start, paying = await started(zp)
         forged = {"Authority": start.reference, "Status": "OK"}
@@ -125,16 +110,16 @@ async def test_tampered_or_declined_payments_fail(faults):
         fake.state.faults = faults
         start, paying = await started(zp)
         back = await shopper_choice(start.redirect_url, "approve")
-        check = await zp.verify_return(paying, query(back))
+        check = await zp.verify_return(paying, query_params(back))
         assert check.state is PaymentState.FAILED
 
 
 @pytest.mark.gen_test(timeout=20)
 @pytest.mark.parametrize("operation", ["request", "verify"])
-@pytest.mark.parametrize("faults", [Faults(delay=2), Faults(status=502), Faults(malformed=True)],
-                         ids=["timeout", "5xx", "malformed"])
-async def test_gateway_faults_are_gateway_errors(operation, faults):
+@pytest.mark.parametrize("fault", FAULTS)
+async def test_gateway_faults_are_gateway_errors(operation, fault):
     async with on_fake() as (zp, fake):
+        faults = FAULTS[fault]
         faults.only = frozenset({operation})
         fake.state.faults = faults
         if operation == "request":
@@ -151,10 +136,7 @@ async def test_gateway_faults_are_gateway_errors(operation, faults):
 
 @pytest.mark.gen_test(timeout=20)
 async def test_refused_connection_and_refused_request_are_gateway_errors():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    zp = provider(base_url=closed)
+    zp = provider(base_url=unused_url())
     await zp.startup()
     try:
         with pytest.raises(GatewayError, match="unreachable"):
