@@ -7,15 +7,19 @@ after the order was written gives every unit back and leaves the cart as it was.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import hashlib
+import hmac
 import json
 import logging
+import secrets
 from datetime import UTC, datetime, timedelta
 
 from . import reservations
 from .availability import payment_support, shipping_offer
 from .carts import LoadedCart, load_cart, to_address
-from .providers import GatewayError, PaymentStart, PaymentUrls
+from .providers import GatewayError, PaymentStart, PaymentUrls, ProviderError
 from .settlement import complete_paid, order_info
 
 log = logging.getLogger("checkout_server.checkout")
@@ -23,9 +27,16 @@ log = logging.getLogger("checkout_server.checkout")
 PROFILE_FIELDS = ("first_name", "last_name", "email", "phone")
 MAX_IDEMPOTENCY_KEY = 255
 # One checkout per customer at a time; a lock left by a crashed process expires after this.
-# Longer than any checkout takes (gateway timeouts included), shorter than
-# reservations.STALE_AFTER, so the reconciler never races a live checkout.
+# Longer than any checkout takes: the payment start is cut off after `start_deadline()`
+# (2/3 of the lock; gatewayhttp.MAX_TIMEOUT keeps a gateway's calls within it), the rest is
+# a few database round trips. Shorter than reservations.STALE_AFTER, so the reconciler never
+# races a live checkout. An Idempotency-Key's claim has the same lease.
 LOCK_SECONDS = 90.0
+
+
+def start_deadline() -> float:
+    """Seconds `provider.start` may take before the checkout gives up (503): within the lock."""
+    return LOCK_SECONDS * 2 / 3
 
 
 class CheckoutError(Exception):
@@ -74,8 +85,10 @@ class CheckoutLock:
     async def release(self, last_checkout: dict | None = None) -> None:
         if self.held:
             self.held = False
+            # Guarded by the value we set: a lock that lapsed and was taken since is not ours.
             await self.storage.customers.release_checkout_lock(
-                self.customer["_id"], last_checkout, as_read=self.customer)
+                self.customer["_id"], last_checkout, as_read=self.customer,
+                held=self.customer.get("checkout_lock"))
 
 
 async def lock_customer_by_token(storage, token_hash: str) -> dict | None:
@@ -104,7 +117,7 @@ async def checkout_cart(storage, table, customer: dict, request: dict,
                             {"Idempotency-Key": [f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters"]})
     key_id = f"{customer['_id']}:{idempotency_key}"
     request_hash = _digest(request)
-    existing = await storage.idempotency.claim(key_id, request_hash)
+    existing = await storage.idempotency.claim(key_id, request_hash, lease_seconds=LOCK_SECONDS)
     if existing is not None:
         if existing.get("request_hash") != request_hash:
             raise CheckoutError(400, "this Idempotency-Key was already used with a different request body")
@@ -190,24 +203,28 @@ def _validate(customer: dict, loaded: LoadedCart, request: dict, table):
     if address_doc is None:
         refuse("address", f"address {request['address']} is not one of your addresses")
 
+    # Shipping is quoted first: the payment method is asked about what the shopper pays,
+    # goods plus shipping (the methods list asked about the goods only).
+    shipping = table.active_shipping(request["shipping_method"])
+    shipping_support, cost = None, None
+    if shipping is not None and address_doc is not None:
+        shipping_support, cost = shipping_offer(shipping, cart, to_address(address_doc))
+
     payment = table.active_payment(request["payment_method"])
     if payment is None:
         refuse("payment_method", f"payment method {request['payment_method']} is not available")
     else:
-        support = payment_support(payment, cart)
+        priced = dataclasses.replace(cart, shipping_cost=cost) if cost is not None else cart
+        support = payment_support(payment, priced)
         if not support:
             refuse("payment_method", f"payment method {payment.id} ({payment.title}) cannot be used "
                                      f"for this cart: {support.reason}")
 
-    shipping = table.active_shipping(request["shipping_method"])
-    cost = None
     if shipping is None:
         refuse("shipping_method", f"shipping method {request['shipping_method']} is not available")
-    elif address_doc is not None:
-        support, cost = shipping_offer(shipping, cart, to_address(address_doc))
-        if not support:
-            refuse("shipping_method", f"shipping method {shipping.id} ({shipping.title}) cannot be used "
-                                      f"for this cart and address: {support.reason}")
+    elif shipping_support is not None and not shipping_support:
+        refuse("shipping_method", f"shipping method {shipping.id} ({shipping.title}) cannot be used "
+                                  f"for this cart and address: {shipping_support.reason}")
     return problems, address_doc, payment, shipping, cost
 
 
@@ -255,10 +272,34 @@ def _build_order(order_key, customer, loaded, request, address_doc, payment, shi
     }
 
 
-def payment_urls(site, method_id: int, order_key: str) -> PaymentUrls:
+def payment_urls(site, method_id: int, order_key: str, return_token: str) -> PaymentUrls:
+    """The gateway's URLs; the return URL carries the order's return token (`rt`).
+
+    The return endpoint is public and order keys are sequential: only a request carrying
+    the token (the shopper's browser, sent back by the gateway) may settle the order there.
+    """
     base = site.base_url
-    return PaymentUrls(return_url=f"{base}/api/shop/checkout/return/{method_id}?order={order_key}",
+    return PaymentUrls(return_url=f"{base}/api/shop/checkout/return/{method_id}?order={order_key}"
+                                  f"&rt={return_token}",
                        notify_url=f"{base}/api/shop/checkout/notify/{method_id}")
+
+
+def new_return_token() -> tuple[str, str]:
+    """(token for the return URL, its hash for the order): unguessable, one per order."""
+    token = secrets.token_urlsafe(16)
+    return token, _return_token_hash(token)
+
+
+def _return_token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def return_token_matches(order: dict, token: str) -> bool:
+    """Whether `token` is this order's return token (constant time; an order without one never matches)."""
+    stored = order.get("return_token")
+    if not isinstance(stored, str) or not token:
+        return False
+    return hmac.compare_digest(_return_token_hash(token).encode(), stored.encode())
 
 
 async def place_order(storage, table, lock: CheckoutLock, request: dict) -> tuple[dict, str | None]:
@@ -275,8 +316,10 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict) -> tupl
 
     now = utcnow()
     order_key = await storage.orders.next_order_key(now.year)
-    order = await storage.orders.insert(
-        _build_order(order_key, customer, loaded, request, address_doc, payment, shipping, cost, site, now))
+    return_token, return_token_hash = new_return_token()
+    order = await storage.orders.insert({
+        **_build_order(order_key, customer, loaded, request, address_doc, payment, shipping, cost, site, now),
+        "return_token": return_token_hash})
     await reservations.fault_point("order_inserted")
     lines = loaded.quantities
     short = await reservations.reserve_lines(storage, order_key, lines)
@@ -287,7 +330,7 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict) -> tupl
         raise _refusal({"cart": [_short_message(names[p], p, lines[p], left) for p, left in short.items()]})
     await reservations.fault_point("stock_reserved")
 
-    start = await _start_payment(storage, payment, order, payment_urls(site, payment.id, order_key))
+    start = await _start_payment(storage, payment, order, payment_urls(site, payment.id, order_key, return_token))
     await reservations.fault_point("payment_started")
     record = {**order["payment"], "reference": start.reference, "next_step": start.redirect_url,
               "data": dict(start.data or {})}
@@ -311,7 +354,10 @@ async def _start_payment(storage, payment, order: dict, urls: PaymentUrls) -> Pa
     """provider.start, or cancel the order (units back, cart untouched) and raise 503/500."""
     provider = payment.provider
     try:
-        start = await provider.start(order_info(order), urls)
+        try:
+            start = await asyncio.wait_for(provider.start(order_info(order), urls), start_deadline())
+        except TimeoutError:  # cut off so that the checkout lock never lapses under it
+            raise GatewayError(f"no answer within {start_deadline():g} s") from None
         if not isinstance(start, PaymentStart):
             raise TypeError(f"start() returned {start!r}, not a PaymentStart")
         if not start.settled and provider.flow == "redirect" and not start.redirect_url:
@@ -322,6 +368,12 @@ async def _start_payment(storage, payment, order: dict, urls: PaymentUrls) -> Pa
         await reservations.cancel_order(storage, order, {"stock": "reserving"},
                                         f"payment service unavailable: {exc}")
         raise CheckoutError(503, f"the payment service is unavailable, please try again later "
+                                 f"(payment method {payment.id}: {payment.title})") from None
+    except ProviderError as exc:
+        # The provider (or its gateway, with a 4xx) refused this payment; its message is safe to show.
+        log.warning("order %s: payment method %s refused to start the payment: %s", order["_id"], payment.id, exc)
+        await reservations.cancel_order(storage, order, {"stock": "reserving"}, f"payment refused: {exc}")
+        raise CheckoutError(503, f"the payment service could not start the payment: {exc} "
                                  f"(payment method {payment.id}: {payment.title})") from None
     except Exception:
         log.exception("order %s: payment method %s (%s) failed to start the payment",

@@ -58,13 +58,26 @@ class CartLine:
 
 @dataclass(frozen=True)
 class Cart:
+    """A cart as providers see it.
+
+    `shipping_cost` is 0 when payment methods are listed (they are listed for the goods);
+    at checkout the chosen shipping is quoted first and the payment method is asked again
+    with its cost, so `total` is what the shopper pays.
+    """
+
     customer_id: int
     lines: tuple[CartLine, ...]
     currency: str
+    shipping_cost: int = 0
 
     @property
     def subtotal(self) -> int:
         return sum(line.line_total for line in self.lines)
+
+    @property
+    def total(self) -> int:
+        """The goods plus shipping: what the order will charge."""
+        return self.subtotal + self.shipping_cost
 
     @property
     def weight(self) -> int:
@@ -135,7 +148,7 @@ class OrderInfo:
 class PaymentUrls:
     """Where the gateway sends the shopper back, and where it posts notifications."""
 
-    return_url: str  # already carries ?order=<order_key>
+    return_url: str  # already carries ?order=<order_key>&rt=<return token>; append, never drop
     notify_url: str
 
 
@@ -256,8 +269,12 @@ class PaymentProvider(Provider):
         the gateway: expire a checkout session still open (Stripe), capture an order the
         shopper approved but never came back from (PayPal). A provider whose `check` does so
         must override `verify_return` and always fill `Notification.check`, so that only hold
-        expiry reaches it. At hold expiry PENDING cancels the order like FAILED; a
-        `GatewayError` leaves it on hold for the next sweep.
+        expiry reaches it.
+
+        Return FAILED when the payment will never complete; PENDING keeps the hold (the
+        sweeper asks again on its next pass: an asynchronous payment still in flight), and
+        so does a `GatewayError`. This base version answers PENDING meaning "cannot ask":
+        for a provider that does not override `check`, an expired hold is cancelled.
         """
         return PaymentCheck(PaymentState.PENDING)
 

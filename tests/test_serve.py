@@ -209,3 +209,22 @@ def test_demo_redirect_flow_follows_the_port(tmp_path):
         assert _get(port, f"/api/shop/orders/{order_key}", token)[1]["status"] == "PROCESSING"
     finally:
         assert _stop(process) == 0
+
+
+@pytest.mark.parametrize(("site", "host", "port", "expected"), [
+    # the demo's loopback URLs move to the listening port; a wildcard host shows loopback
+    ({"base_url": "http://127.0.0.1:8888", "return_url": "http://127.0.0.1:8888/r/{order_key}"},
+     "0.0.0.0", 9000, ("http://127.0.0.1:9000", "http://127.0.0.1:9000/r/{order_key}")),
+    # a storefront elsewhere keeps its return_url
+    ({"base_url": "http://localhost:8888", "return_url": "https://shop.example/o/{order_key}"},
+     "127.0.0.1", 9000, ("http://127.0.0.1:9000", "https://shop.example/o/{order_key}")),
+    # public URLs are never touched
+    ({"base_url": "https://api.shop.example", "return_url": "https://shop.example/o/{order_key}"},
+     "0.0.0.0", 9000, ("https://api.shop.example", "https://shop.example/o/{order_key}")),
+])
+def test_demo_site_urls_follow_the_listening_address(site, host, port, expected):
+    from checkout_server.config import parse_config
+    from checkout_server.demo import follow_listen_address
+
+    moved = follow_listen_address(parse_config({"site": site}, None), host, port).site
+    assert (moved.base_url, moved.return_url) == expected

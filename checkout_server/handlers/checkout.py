@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
-from ..checkout import CheckoutError, checkout_cart, lock_customer_by_token
+from ..checkout import CheckoutError, checkout_cart, lock_customer_by_token, return_token_matches
 from ..providers import GatewayError, NotificationError
 from ..schemas import CheckoutSchema
 from ..settlement import PENDING, order_info, result_of, settle
@@ -70,13 +70,27 @@ class PaymentReturnHandler(_PaymentMethodHandler):
 
     async def get(self, method_id: str):
         table = self.methods
-        method = self.payment_method(table, method_id)
+        method_number = self.int_argument(method_id, "payment method")
         order_key = self.get_query_argument("order", "")
         order = await self.storage.orders.get(order_key) if order_key else None
-        if order is None or order.get("stock") == "reserving":
+        # The order's return token (`rt`, only in the URL the gateway was given) before
+        # anything else: order keys are sequential, and without it a request is answered as
+        # for an unknown order, verifies nothing and settles nothing.
+        if (order is None or order.get("stock") == "reserving"
+                or not return_token_matches(order, self.get_query_argument("rt", ""))):
             raise APIError(404, "order not found")
-        if order.get("payment_method") != method.id:
+        method = table.payment.get(method_number)
+        if order.get("payment_method") != method_number:
+            if method is None:
+                raise APIError(404, "payment method not found")
             raise APIError(400, f"order {order_key} was not paid with payment method {method.id}")
+        if method is None:
+            # Removed from the config since the checkout: nobody can verify the payment here.
+            # The shopper still lands on the site; the order waits on HOLD (the sweeper too).
+            log.error("order %s: payment method %s is not configured any more; the return "
+                      "cannot be verified, the order stays as it is", order_key, method_number)
+            self.redirect_to_site(order["_id"], result_of(order))
+            return
         result = result_of(order)
         if order["status"] == "HOLD":
             params = {name: self.get_query_argument(name) for name in self.request.query_arguments}

@@ -7,7 +7,8 @@ from checkout_server.providers import Cart, PaymentProvider, PaymentStart, Suppo
 
 
 class CashOnDeliverySettings(Schema):
-    # Couriers carry limited cash: above this total (minor units) the method is not offered.
+    # Couriers carry limited cash: above this total (minor units, goods plus shipping: what
+    # the courier collects) the method is not offered.
     max_total = fields.Integer(strict=True, validate=validate.Range(min=1), load_default=None)
 
 
@@ -20,7 +21,8 @@ class CashOnDelivery(PaymentProvider):
         if cart.has_digital:
             return Support.no("cash on delivery is not available for digital goods")
         max_total = self.settings.get("max_total")
-        if max_total is not None and cart.subtotal > max_total:
+        # `cart.total` includes shipping at checkout; the methods list asks with the goods only.
+        if max_total is not None and cart.total > max_total:
             return Support.no(f"cash on delivery is only available up to {max_total} "
                               f"{cart.currency} (minor units)")
         return Support.yes()

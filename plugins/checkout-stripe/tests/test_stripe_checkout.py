@@ -12,9 +12,9 @@ import checkout_stripe
 import pytest
 from checkout_stripe.fake import make_app, signed_event
 
-from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
+from checkout_server.fakegateway import Faults, run_fake, shopper_choice, transport_faults
 from checkout_server.sweeper import sweep
-from checkout_server.testing import assert_consistent, gateway_shop, unused_url
+from checkout_server.testing import SHOP_URL, assert_consistent, gateway_shop, unused_url
 
 STRIPE = 3
 SECRET = "whsec_e2e"
@@ -159,3 +159,53 @@ async def test_a_notification_before_payment_leaves_the_shopper_free_to_pay():
         r = await gw.follow(r.body["next_step"], "approve")  # the session was not expired
         assert r.headers["Location"] == gw.result_url(key, "paid")
         await gw.assert_paid(key)
+
+
+async def _paid_in_a_previous_life(fake) -> dict:
+    """A shop whose order was paid on `fake`, then lost (database reset or restored): its session."""
+    async with stripe_shop(fake.base_url) as first:
+        r = await first.checkout()
+        await first.follow(r.body["next_step"], "approve")
+        (session,) = fake.state.records.values()
+        await first.assert_paid(session["client_reference_id"])
+        return session
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_order_key_used_again_after_a_database_reset_gets_a_new_session():
+    # Order keys come from counters: a reset or restored database hands them out again, within
+    # Stripe's 24 h idempotency window. The new order must not be handed the old, paid session.
+    async with run_fake(make_app) as fake:
+        old = await _paid_in_a_previous_life(fake)
+        async with stripe_shop(fake.base_url) as gw:
+            started = await gw.checkout()
+            key = await gw.last_order_key()
+            assert key == old["client_reference_id"]  # the same order key, a new order
+            assert started.status == 200 and started.body["next_step"] != old["url"]
+            assert len(fake.state.records) == 2
+            # Anyone visiting the return URL before paying: the order is not paid.
+            r = await gw.back_to_shop(f"{SHOP_URL}/api/shop/checkout/return/{STRIPE}?order={key}")
+            assert r.headers["Location"] == gw.result_url(key, "pending")
+            await gw.assert_held(key)
+            keys = [h["Idempotency-Key"] for op, h in fake.state.calls if op == "create"]
+            assert len(set(keys)) == 2 and all(k.startswith(f"checkout-server-{key}-") for k in keys)
+            r = await gw.follow(started.body["next_step"], "approve")
+            assert r.headers["Location"] == gw.result_url(key, "paid")
+            await gw.assert_paid(key)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_webhooks_about_another_session_with_the_same_order_key_are_ignored():
+    async with run_fake(make_app) as fake:
+        old = await _paid_in_a_previous_life(fake)
+        async with stripe_shop(fake.base_url) as gw:
+            r = await gw.checkout()
+            key = await gw.last_order_key()
+            # Stripe retries old deliveries for days: the old session, paid or expired, names our key.
+            for event_type in ("checkout.session.completed", "checkout.session.async_payment_failed"):
+                answer = await gw.notify(*signed_event(fake.app, old["id"], event_type, SECRET))
+                assert answer.status == 200 and answer.body["status"] == "ignored", answer
+                await gw.assert_held(key)
+            r = await gw.follow(r.body["next_step"], "approve")  # the shopper can still pay
+            assert r.headers["Location"] == gw.result_url(key, "paid")
+            await gw.assert_paid(key)
