@@ -126,6 +126,10 @@ async def serve_forever(args) -> int:
     config = resolve_config(args)
     log.info("config %s: %d payment and %d shipping methods, site %s", config.path or "(none)",
              len(config.payment_methods), len(config.shipping_methods), config.site.base_url)
+    # Fail on an unknown provider or bad settings before starting anything.
+    from .methods import MethodTable
+    from .pluginmanager import collect_providers, get_plugin_manager
+    MethodTable.build(config, *collect_providers(get_plugin_manager()))
     embedded = None
     uri = os.environ.get("MONGODB_URI")
     if not uri:
