@@ -267,7 +267,7 @@ def _build_order(order_key, customer, loaded, request, address_doc, payment, shi
         "hold_until": now + timedelta(minutes=site.hold_minutes),
         "history": [{"status": "HOLD", "at": now, "reason": "order created"}],
         "payment": {"provider": payment.provider.name, "flow": payment.provider.flow,
-                    "title": payment.title},
+                    "title": payment.title, "attempt": secrets.token_hex(8)},  # OrderInfo.attempt_id
         "shipping": {"provider": shipping.provider.name, "title": shipping.title},
     }
 

@@ -37,7 +37,15 @@ from marshmallow import Schema, fields, validate
 
 from .providers import GatewayError
 
-__all__ = ["GatewayAnswer", "GatewayClient", "GatewaySettings"]
+__all__ = ["MAX_CALLS_PER_START", "MAX_TIMEOUT", "GatewayAnswer", "GatewayClient", "GatewaySettings"]
+
+# The rule that keeps a checkout within its lock: a payment start makes at most
+# MAX_CALLS_PER_START gateway calls (PayPal: token, create, and one token renewal and retry),
+# each bounded by `timeout` <= MAX_TIMEOUT, so 4 x 15 s = 60 s = checkout.start_deadline(),
+# two thirds of checkout.LOCK_SECONDS (90 s). The checkout also cuts a start off at that
+# deadline, whatever a plugin does.
+MAX_TIMEOUT = 15.0
+MAX_CALLS_PER_START = 4
 
 
 class GatewaySettings(Schema):
@@ -46,7 +54,7 @@ class GatewaySettings(Schema):
     # Overrides the gateway's host, e.g. a local fake: "http://127.0.0.1:9001".
     base_url = fields.String(load_default=None,
                              validate=validate.URL(require_tld=False, schemes={"http", "https"}))
-    timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01, max=120))  # seconds per call
+    timeout = fields.Float(load_default=10.0, validate=validate.Range(min=0.01, max=MAX_TIMEOUT))  # s per call
 
 
 @dataclass(frozen=True)

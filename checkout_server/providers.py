@@ -142,6 +142,9 @@ class OrderInfo:
     description: str
     # What this provider stored when it started the payment (PaymentStart.data).
     payment: Mapping[str, Any] = field(default_factory=dict)
+    # Random, one per order: order keys repeat after a database reset or restore, so a key
+    # the gateway remembers (an idempotency key) is built from both. "" for older orders.
+    attempt_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,8 @@ class Notification:
     # a provider whose `check` has side effects always fills this in.
     check: PaymentCheck | None = None
     event_id: str | None = None  # for de-duplication
+    # The payment it is about, as `PaymentStart.reference` named it: one that differs from
+    # the order's is about another payment (say from before a database restore): ignored.
     reference: str | None = None
 
 

@@ -28,7 +28,9 @@ from datetime import UTC, datetime, timedelta
 log = logging.getLogger("checkout_server.reservations")
 
 # An order still "reserving" this long after it was created belongs to a checkout that died
-# (or stalled beyond any gateway timeout): the reconciler cancels it.
+# (or stalled beyond any gateway timeout): the reconciler cancels it. Longer than
+# checkout.LOCK_SECONDS, which bounds a live checkout (its payment start is cut off well
+# within the lock), so a live checkout is never taken for a dead one.
 STALE_AFTER = timedelta(minutes=2)
 RECONCILE_EVERY_SECONDS = 60.0
 # The orphan-marker scan reads every product, so the periodic reconciler runs it at start-up
@@ -119,7 +121,8 @@ async def finish_commit(storage, order: dict, lock=None) -> dict | None:
     await fault_point("markers_committed")
     release = lock is not None and lock.held
     await storage.customers.remove_ordered_items(order["customer"], lines, order["_id"], release_lock=release,
-                                                 as_read=lock.customer if release else None)
+                                                 as_read=lock.customer if release else None,
+                                                 held=lock.customer.get("checkout_lock") if release else None)
     if release:
         lock.held = False
     await fault_point("cart_cleared")

@@ -44,6 +44,7 @@ def order_info(order: dict) -> OrderInfo:
         name=billing.get("name") or "",
         description=f"Order {order['_id']}: {count} item{'s' if count != 1 else ''}",
         payment=dict((order.get("payment") or {}).get("data") or {}),
+        attempt_id=str((order.get("payment") or {}).get("attempt") or ""),
     )
 
 
@@ -66,9 +67,11 @@ async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement
       order["currency"]` -> PROCESSING: the stock markers are committed and the ordered
       quantities leave the customer's cart (lines added since stay);
     - HOLD + FAILED, or PAID with another amount or currency -> CANCELLED: every unit goes
-      back, exactly once;
+      back, exactly once (a payment taken in another amount is flagged `payment.refund_needed`);
     - HOLD + PENDING -> stays HOLD;
-    - an order that already left HOLD is not changed; its result is reported.
+    - an order that already left HOLD is not changed; its result is reported. A CANCELLED
+      order that the gateway reports PAID (a capture that lost a race with a cancel) is
+      logged as an ERROR and flagged `payment.refund_needed`: the shopper's money is held.
 
     Exactly one concurrent caller wins the transition (`orders.transition` guarded by
     `{"status": "HOLD", "stock": "held"}`) and only it does the side effects; an order whose
@@ -76,6 +79,7 @@ async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement
     `table` is the method table in use (kept for providers' needs; may be None).
     """
     if order.get("status") != "HOLD":
+        await _flag_paid_after_cancel(storage, order, check)
         return Settlement(result_of(order), order, False)
     target, reason = _verdict(order, check)
     if not target:
@@ -83,20 +87,42 @@ async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement
     changes = {"status": target}
     if check.reference:
         changes["payment.reference"] = check.reference
+    if target == "CANCELLED" and check.state is PaymentState.PAID:
+        changes["payment.refund_needed"] = True  # paid, in another amount or currency
     # `order` is the caller's copy: written from without a read unless it changed since.
     moved = await storage.orders.transition(
         order["_id"], {"status": "HOLD", "stock": "held"}, changes,
         history={"status": target, "reason": reason}, current=order)
     if moved is None:
         current = await storage.orders.get(order["_id"]) or order
+        await _flag_paid_after_cancel(storage, current, check)
         return Settlement(result_of(current), current, False)
     log.info("order %s: HOLD -> %s (%s)", moved["_id"], target, reason)
+    if changes.get("payment.refund_needed"):
+        log.error("order %s is CANCELLED but the gateway took a payment for it (%s): it needs a refund",
+                  moved["_id"], reason)
     await reservations.fault_point("settled")
     if target == "PROCESSING":
         await complete_paid(storage, moved)
     else:
         await reservations.finish_release(storage, moved)
     return Settlement(result_of(moved), moved, True)
+
+
+REFUND_NEEDED = "payment received after the order was cancelled: refund needed"
+
+
+async def _flag_paid_after_cancel(storage, order: dict, check: PaymentCheck) -> None:
+    """The gateway took money for an order we cancelled: say so loudly, and mark the order once."""
+    if check.state is not PaymentState.PAID or order.get("status") != "CANCELLED":
+        return
+    reference = check.reference or (order.get("payment") or {}).get("reference")
+    log.error("order %s is CANCELLED but its payment %s went through at the gateway (%s %s): "
+              "it needs a refund", order["_id"], reference, check.amount, check.currency)
+    if (order.get("payment") or {}).get("refund_needed"):
+        return
+    await storage.orders.transition(order["_id"], {"status": "CANCELLED"}, {"payment.refund_needed": True},
+                                    history={"status": "CANCELLED", "reason": REFUND_NEEDED}, current=order)
 
 
 async def complete_paid(storage, order: dict, lock=None) -> None:

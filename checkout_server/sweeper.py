@@ -1,18 +1,28 @@
 """Hold expiry: HOLD orders past `hold_until` are settled or cancelled; old idempotency keys go.
 
 Before cancelling, the gateway is asked once more (`provider.check`): a payment that did
-complete is settled as paid instead. A gateway that cannot answer leaves the order for the
-next sweep, so an outage never cancels a paid order.
+complete is settled as paid instead, one that never will (FAILED) is cancelled. Anything
+undecided keeps the hold and is asked again on the next sweep, so nothing that may still be
+paid is ever cancelled:
+- a gateway that cannot answer (`GatewayError`, or a plugin bug);
+- PENDING from a provider that implements `check` (a payment still in flight: an
+  asynchronous debit, a capture PayPal holds for review);
+- an order whose payment method is no longer configured (removed by a reload): nobody can
+  be asked, so it waits, logged as an ERROR each sweep, until the method comes back or an
+  admin settles it.
+Only a provider that does not override `PaymentProvider.check` (whose PENDING means "cannot
+ask") has its expired holds cancelled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from .providers import GatewayError, PaymentCheck, PaymentState
+from .providers import GatewayError, PaymentCheck, PaymentProvider, PaymentState
 from .settlement import order_info, settle
 
 log = logging.getLogger("checkout_server.sweeper")
@@ -25,7 +35,7 @@ IDEMPOTENCY_TTL = timedelta(hours=24)
 class SweepReport:
     paid: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
-    deferred: list[str] = field(default_factory=list)  # the gateway could not answer
+    deferred: list[str] = field(default_factory=list)  # not decided: asked again next sweep
     purged_keys: int = 0
 
 
@@ -42,23 +52,48 @@ async def sweep(storage, table, now: datetime | None = None) -> SweepReport:
     return report
 
 
+def can_check(provider) -> bool:
+    """Whether the provider implements `check` (the base class's PENDING means "cannot ask")."""
+    return type(provider).check is not PaymentProvider.check
+
+
 async def _expire(storage, table, order: dict, report: SweepReport) -> None:
     method = table.payment.get(order["payment_method"]) if table is not None else None
-    check = None
-    if method is not None:
-        try:
-            check = await method.provider.check(order_info(order))
-        except GatewayError as exc:  # an outage: try again next sweep
-            log.warning("order %s: payment check failed, keeping it on hold for now: %s", order["_id"], exc)
+    if method is None:
+        # Removed from the config (a reload): the payment may well be complete at its
+        # gateway, and nobody can ask. Never cancel blind.
+        log.error("order %s: its payment method %s is not configured any more; its expired hold "
+                  "is kept until the method is back or an admin settles it",
+                  order["_id"], order.get("payment_method"))
+        report.deferred.append(order["_id"])
+        return
+    try:
+        check = await method.provider.check(order_info(order))
+    except GatewayError as exc:  # an outage: try again next sweep
+        log.warning("order %s: payment check failed, keeping it on hold for now: %s", order["_id"], exc)
+        report.deferred.append(order["_id"])
+        return
+    except Exception:  # a plugin bug must not cancel a possibly paid order either
+        log.exception("order %s: payment method %s failed to check the payment", order["_id"], method.id)
+        report.deferred.append(order["_id"])
+        return
+    if not isinstance(check, PaymentCheck):
+        log.error("order %s: payment method %s: check() returned %r, not a PaymentCheck; keeping it on hold",
+                  order["_id"], method.id, check)
+        report.deferred.append(order["_id"])
+        return
+    expired = f"payment not completed within {table.site.hold_minutes} minutes"
+    if check.state is PaymentState.FAILED and not check.detail:
+        check = dataclasses.replace(check, detail=expired)
+    if check.state is PaymentState.PENDING:
+        if can_check(method.provider):
+            # The gateway says the payment is still in flight: cancelling now would let money
+            # arrive for a cancelled order. Keep the hold and ask again next sweep.
+            log.warning("order %s: hold expired but payment method %s reports the payment still "
+                        "pending (%s); keeping it on hold", order["_id"], method.id, check.detail or "no detail")
             report.deferred.append(order["_id"])
             return
-        except Exception:  # a plugin bug must not cancel a possibly paid order either
-            log.exception("order %s: payment method %s failed to check the payment", order["_id"], method.id)
-            report.deferred.append(order["_id"])
-            return
-    if check is None or check.state is PaymentState.PENDING:
-        minutes = table.site.hold_minutes if table is not None else "the hold"
-        check = PaymentCheck(PaymentState.FAILED, detail=f"payment not completed within {minutes} minutes")
+        check = PaymentCheck(PaymentState.FAILED, detail=expired)
     outcome = await settle(storage, table, order, check)
     if outcome.changed:
         (report.paid if outcome.result == "paid" else report.cancelled).append(order["_id"])

@@ -7,6 +7,7 @@ depend on the first-party plugin packages.
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qs, urlsplit
 
 from checkout_server.hookspecs import hookimpl
 from checkout_server.providers import (
@@ -51,20 +52,18 @@ class RedirectPay(PaymentProvider):
 
     async def start(self, order, urls):
         CALLS.append(("start", order.order_key))
-        assert urls.return_url.endswith(f"?order={order.order_key}")
+        assert f"?order={order.order_key}&rt=" in urls.return_url
         return PaymentStart(redirect_url=f"{GATEWAY}/pay/{order.order_key}", reference=f"ref-{order.order_key}",
                             data={"amount": order.total, "return_url": urls.return_url})
 
     async def check(self, order):
+        # Like Stripe's: asked when the hold expires, a payment never made is over (FAILED).
         CALLS.append(("check", order.order_key))
-        state = GATEWAY_STATE.get(order.order_key)
-        if state == "down":
-            raise GatewayError("gateway timed out")
-        return state or PaymentCheck(PaymentState.PENDING)
+        return _gateway_state(order) or PaymentCheck(PaymentState.FAILED)
 
     async def verify_return(self, order, params):
         CALLS.append(("verify_return", order.order_key))
-        return await self.check(order)
+        return _gateway_state(order) or PaymentCheck(PaymentState.PENDING)
 
     async def parse_notification(self, headers, body):
         if headers.get("X-Test-Signature") != "valid":
@@ -74,6 +73,25 @@ class RedirectPay(PaymentProvider):
         if "state" in data:
             check = PaymentCheck(PaymentState(data["state"]), data.get("amount"), data.get("currency"))
         return Notification(order_key=data.get("order"), check=check, event_id=data.get("event"))
+
+
+def _gateway_state(order) -> PaymentCheck | None:
+    state = GATEWAY_STATE.get(order.order_key)
+    if state == "down":
+        raise GatewayError("gateway timed out")
+    return state
+
+
+async def return_token(storage, order_key: str) -> str:
+    """The order's return token, from the return URL its gateway was given ("" if none)."""
+    order = await storage.orders.get(order_key)
+    url = ((order or {}).get("payment") or {}).get("data", {}).get("return_url", "")
+    return parse_qs(urlsplit(url).query).get("rt", [""])[0]
+
+
+async def return_path(storage, order_key: str, method: int = 2) -> str:
+    """The shopper's way back for a RedirectPay order: its return URL's path and query."""
+    return f"/api/shop/checkout/return/{method}?order={order_key}&rt={await return_token(storage, order_key)}"
 
 
 class GatewayDown(PaymentProvider):

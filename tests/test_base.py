@@ -73,6 +73,21 @@ async def test_admin_api_is_closed_when_no_admin_token_is_configured():
 
 
 @pytest.mark.gen_test
+async def test_without_an_admin_token_a_customer_token_is_401_too():
+    # CONTRACT.md: "Unset: the admin API answers 401 to everyone", customers included.
+    async with TestShop() as shop:
+        customer = await shop.customer()
+        for unset in (None, ""):
+            shop.app.settings["admin_token"] = unset
+            for method, path, body in (("GET", "/api/admin/products/1", None),
+                                       ("POST", "/api/admin/products", {"name": "X", "price": 1, "stock": 1}),
+                                       ("GET", "/api/admin/orders/ORD-2026-000001", None)):
+                r = await customer.request(method, path, body)
+                assert _is_json_error(r, 401) and r.headers["WWW-Authenticate"] == "Token", (unset, path)
+        assert await shop.storage.products.all() == []
+
+
+@pytest.mark.gen_test
 async def test_bodies_over_the_limit_are_413_json():
     async with TestShop() as shop:
         customer = await shop.customer()

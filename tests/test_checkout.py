@@ -62,8 +62,11 @@ async def test_redirect_payment_answers_next_step_and_keeps_cart_until_paid():
         assert order["status"] == "HOLD" and order["stock"] == "held"
         assert order["payment"]["reference"] == f"ref-{key}"
         assert order["payment"]["next_step"] == r.body["next_step"]
+        # The return URL carries the order's return token; the order keeps only its hash.
+        rt = await kit.return_token(s.storage, key)
+        assert len(rt) >= 22 and rt not in order["return_token"]
         assert order["payment"]["data"]["return_url"] == (
-            f"http://api.shop.test/api/shop/checkout/return/{kit.REDIRECT}?order={key}")
+            f"http://api.shop.test/api/shop/checkout/return/{kit.REDIRECT}?order={key}&rt={rt}")
         assert await cart_of(c) == {str(widget["_id"]): 2}
         assert (await s.storage.products.get(widget["_id"]))["stock"] == 3
         await assert_stock_invariant(s.storage)

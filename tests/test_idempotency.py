@@ -118,3 +118,46 @@ async def test_keys_older_than_a_day_are_purged_by_the_sweeper():
             {"_id": f"{c.id}:old"}, {"$set": {"created_at": datetime.now(UTC) - timedelta(hours=25)}})
         report = await sweep(s.storage, s.methods)
         assert report.purged_keys == 1
+
+
+class Killed(BaseException):
+    """What a SIGKILL leaves: nothing after this point runs, `forget` included."""
+
+
+@pytest.mark.gen_test
+async def test_a_key_left_running_by_a_killed_process_works_again_after_its_lease(monkeypatch):
+    from types import SimpleNamespace
+
+    from checkout_server.storage import idempotency as keys_module
+
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+
+        # The process dies after the checkout answered, before the key's answer was stored.
+        async def killed(*args, **kwargs):
+            raise Killed()
+
+        monkeypatch.setattr(s.storage.idempotency, "finish", killed)
+        with pytest.raises(Killed):
+            await checkout_module.checkout_cart(
+                s.storage, s.methods, await s.storage.customers.get(c.id),
+                {"address": c.address_id, "payment_method": kit.REDIRECT, "shipping_method": kit.FLAT,
+                 "notes": ""}, "k-8")
+        monkeypatch.undo()
+        [order] = await s.storage.orders.find({})
+        # Within the lease the claim looks like a request still running.
+        r = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-8")
+        assert r.status == 409
+        # The lease (checkout.LOCK_SECONDS) is over: the retry runs, as a checkout of the
+        # unchanged cart, and answers the order the killed process made.
+        clock = keys_module.time
+        later = SimpleNamespace(time=lambda: clock.time() + checkout_module.LOCK_SECONDS + 1)
+        monkeypatch.setattr(keys_module, "time", later)
+        r = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-8")
+        assert r.status == 200 and r.body == {"next_step": order["payment"]["next_step"]}
+        monkeypatch.undo()
+        again = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-8")
+        assert (again.status, again.raw) == (r.status, r.raw)  # stored now: replayed
+        assert await s.storage.orders.count({}) == 1
+        await assert_stock_invariant(s.storage)

@@ -75,7 +75,7 @@ async def test_fault_after_settle_transition_is_finished_by_the_reconciler(state
         key = (await c.checkout(kit.REDIRECT, kit.FLAT)).body["next_step"].rsplit("/", 1)[1]
         kit.GATEWAY_STATE[key] = PaymentCheck(state, amount=2500, currency="EUR")
         reservations.faults["settled"] = crash
-        r = await s.request("GET", f"/api/shop/checkout/return/{kit.REDIRECT}?order={key}")
+        r = await s.request("GET", await kit.return_path(s.storage, key, kit.REDIRECT))
         assert r.status == 500
         reservations.faults.clear()
         order = await s.storage.orders.get(key)
@@ -126,7 +126,7 @@ async def test_paid_order_interrupted_after_payment_is_finished_once(flow, point
             key = (await c.checkout(kit.REDIRECT, kit.FLAT)).body["next_step"].rsplit("/", 1)[1]
             total = (await s.storage.orders.get(key))["total"]
             kit.GATEWAY_STATE[key] = PaymentCheck(PaymentState.PAID, amount=total, currency="EUR")
-            r = await s.request("GET", f"/api/shop/checkout/return/{kit.REDIRECT}?order={key}")
+            r = await s.request("GET", await kit.return_path(s.storage, key, kit.REDIRECT))
         assert r.status == 500
         reservations.faults.clear()
         order = await s.storage.orders.get(key)

@@ -38,7 +38,8 @@ def paid(order_total, currency="EUR"):
 
 
 async def come_back(s, key, method=kit.REDIRECT, **params):
-    query = "&".join(f"{k}={v}" for k, v in {"order": key, **params}.items())
+    rt = await kit.return_token(s.storage, key)  # the shopper's own way back
+    query = "&".join(f"{k}={v}" for k, v in {"order": key, "rt": rt, **params}.items())
     return await s.request("GET", f"/api/shop/checkout/return/{method}?{query}")
 
 

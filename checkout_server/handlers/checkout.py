@@ -5,7 +5,12 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
-from ..checkout import CheckoutError, checkout_cart, lock_customer_by_token, return_token_matches
+from ..checkout import (
+    CheckoutError,
+    checkout_cart,
+    lock_customer_by_token,
+    return_token_matches,
+)
 from ..providers import GatewayError, NotificationError
 from ..schemas import CheckoutSchema
 from ..settlement import PENDING, order_info, result_of, settle
@@ -139,7 +144,16 @@ class PaymentNotifyHandler(_PaymentMethodHandler):
         if notification.event_id and notification.event_id in (order.get("events") or []):
             self.send({"status": "duplicate", "order_key": order["_id"], "result": result_of(order)})
             return
+        stored = (order.get("payment") or {}).get("reference")
+        if notification.reference and stored and notification.reference != stored:
+            # Another payment naming this order key (one from before a database reset or
+            # restore, its deliveries still retried): it says nothing about this order's.
+            log.warning("order %s: ignored a notification about payment %s, not the order's %s",
+                        order["_id"], notification.reference, stored)
+            self.send({"status": "ignored", "order_key": order["_id"], "result": result_of(order)})
+            return
         check = notification.check
+        # Only an order still on HOLD may have its payment decided (check() may capture it).
         if check is None and order["status"] == "HOLD":
             try:
                 check = await method.provider.check(order_info(order))

@@ -35,6 +35,11 @@ def _stale_cleared(as_read: dict | None, now: float) -> dict[str, str]:
             if isinstance(at, (int, float)) and at < now - CLEARED_KEEP_SECONDS}
 
 
+def _lock_guard(held: float | None) -> dict:
+    """The filter that the checkout lock is still the one we set (none without `held`)."""
+    return {} if held is None else {"checkout_lock": held}
+
+
 def _update(set_: dict | None = None, unset: dict | None = None, inc: dict | None = None) -> dict:
     """An update document without empty operators (MongoDB before 5.0 refuses those)."""
     ops = {"$set": set_, "$unset": unset, "$inc": inc}
@@ -122,13 +127,15 @@ class Customers:
 
     async def remove_ordered_items(self, customer_id: int, quantities: dict[int, int],
                                    order_key: str | None = None, *, release_lock: bool = False,
-                                   as_read: dict | None = None) -> bool:
+                                   as_read: dict | None = None, held: float | None = None) -> bool:
         """Take ordered quantities out of the cart; lines added since stay.
 
         With `order_key`, at most once per order (recorded in `cleared.<order_key>`);
         returns False when that order's items were already removed. `release_lock` also
-        releases the checkout lock in the same update; `as_read` (the customer as the
-        caller last read it) lets old `cleared` entries be pruned in it too.
+        releases the checkout lock in the same update, only while it still holds `held`
+        (the value our acquire set, when given: see `release_checkout_lock`); the items
+        leave the cart either way. `as_read` (the customer as the caller last read it) lets
+        old `cleared` entries be pruned in it too.
 
         One round trip when every ordered line is still exactly the ordered quantity (the
         usual case): those lines are unset under a guard on their quantities. Otherwise the
@@ -139,24 +146,26 @@ class Customers:
         now = time.time()
         done_guard = {f"cleared.{order_key}": {"$exists": False}} if order_key else {}
         marks: dict = {f"cleared.{order_key}": now} if order_key else {}
-        if release_lock:
-            marks["checkout_lock"] = 0.0
+        lock_guard = _lock_guard(held) if release_lock else {}
         prune = _stale_cleared(as_read, now)
-        # Fast path: the ordered lines are untouched since the checkout.
+        # Fast path: the ordered lines are untouched since the checkout (and the lock is ours).
         unchanged = {_cart_path(p): int(q) for p, q in quantities.items()}
-        update = _update(set_=marks, unset={**prune, **{path: "" for path in unchanged}})
-        result = await self.collection.update_one({"_id": customer_id, **done_guard, **unchanged}, update)
+        update = _update(set_={**marks, **({"checkout_lock": 0.0} if release_lock else {})},
+                         unset={**prune, **{path: "" for path in unchanged}})
+        result = await self.collection.update_one(
+            {"_id": customer_id, **done_guard, **unchanged, **lock_guard}, update)
         if result.matched_count:
             return True
-        # The shopper changed an ordered line meanwhile (or this order was done already).
+        # The shopper changed an ordered line meanwhile, this order was done already, or
+        # our lock lapsed and was taken: the cart first, then the lock if still ours.
         update = _update(set_=marks, unset=prune, inc={_cart_path(p): -int(q) for p, q in quantities.items()})
         doc = await self.collection.find_one_and_update(
             {"_id": customer_id, **done_guard}, update,
             projection={"cart": 1}, return_document=ReturnDocument.AFTER,
         )
+        if release_lock:
+            await self.release_checkout_lock(customer_id, held=held)
         if doc is None:
-            if release_lock:
-                await self.release_checkout_lock(customer_id)
             return False
         emptied = [p for p, q in (doc.get("cart") or {}).items() if q <= 0]
         # A line that reached zero (or less, if the shopper lowered it meanwhile) goes;
@@ -191,10 +200,18 @@ class Customers:
         )
 
     async def release_checkout_lock(self, customer_id: int, last_checkout: dict | None = None,
-                                    as_read: dict | None = None) -> None:
-        """Release the lock (recording `last_checkout` if given); prunes old `cleared` entries of `as_read`."""
+                                    as_read: dict | None = None, held: float | None = None) -> bool:
+        """Release the lock (recording `last_checkout` if given); prunes old `cleared` entries of `as_read`.
+
+        `held`: the lock value our acquire set (`checkout_lock` of the customer it returned).
+        The lock is released only while it still holds that value: a lock that lapsed and
+        was taken by another checkout is that checkout's (nothing is written then). Values
+        are unique: a lock is taken only after the previous one lapsed, so later. Without
+        `held` (an operator's reset) the lock is released whoever holds it.
+        """
         changes: dict = {"checkout_lock": 0.0}
         if last_checkout is not None:
             changes["last_checkout"] = last_checkout
         update = _update(set_=changes, unset=_stale_cleared(as_read, time.time()))
-        await self.collection.update_one({"_id": customer_id}, update)
+        result = await self.collection.update_one({"_id": customer_id, **_lock_guard(held)}, update)
+        return result.matched_count == 1

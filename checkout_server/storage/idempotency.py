@@ -1,8 +1,18 @@
-"""Idempotency keys: the first answer to a keyed request, replayed for repeats."""
+"""Idempotency keys: the first answer to a keyed request, replayed for repeats.
 
+A key is claimed ("running") before its request runs and finished ("done") with the answer.
+A claim carries a lease (`lease_until`, epoch seconds): a process killed mid-request leaves
+its claim running, and once the lease is over a retry with the same request takes it over
+instead of being told "still running" until the key is purged.
+"""
+
+import time
 from datetime import UTC, datetime, timedelta
 
 from pymongo.errors import DuplicateKeyError
+
+# The checkout passes checkout.LOCK_SECONDS: no live request runs longer than its lock.
+DEFAULT_LEASE_SECONDS = 90.0
 
 
 class IdempotencyKeys:
@@ -12,18 +22,37 @@ class IdempotencyKeys:
     async def create_indexes(self) -> None:
         await self.collection.create_index("created_at")
 
-    async def claim(self, key_id: str, request_hash: str) -> dict | None:
-        """Claim a key for a new request: None if claimed now, else the existing record."""
+    async def claim(self, key_id: str, request_hash: str,
+                    lease_seconds: float = DEFAULT_LEASE_SECONDS) -> dict | None:
+        """Claim a key for a new request: None if claimed now, else the existing record.
+
+        A running claim whose lease is over, for the same request, is taken over (None):
+        its process died. Of racing takeovers exactly one wins; the others get the record.
+        """
+        now = time.time()
         try:
+            # A float, not a datetime: nx-27017 stores a `$set` datetime as a string, and
+            # the takeover below writes `lease_until` with `$set`.
             await self.collection.insert_one({
                 "_id": key_id,
                 "request_hash": request_hash,
                 "state": "running",
+                "lease_until": now + lease_seconds,
                 "created_at": datetime.now(UTC),
             })
             return None
         except DuplicateKeyError:
-            return await self.collection.find_one({"_id": key_id})
+            existing = await self.collection.find_one({"_id": key_id})
+        if not _abandoned(existing, request_hash, now):
+            return existing  # done, live, another request's, or gone (purged) meanwhile
+        # Guarded on the lease we read: of racing takeovers exactly one matches.
+        taken = await self.collection.update_one(
+            {"_id": key_id, "state": "running", "lease_until": existing.get("lease_until")},
+            {"$set": {"lease_until": now + lease_seconds}},
+        )
+        if taken.modified_count == 1:
+            return None
+        return await self.collection.find_one({"_id": key_id})
 
     async def finish(self, key_id: str, status: int, body: dict) -> None:
         await self.collection.update_one(
@@ -38,3 +67,12 @@ class IdempotencyKeys:
         cutoff = datetime.now(UTC) - age
         result = await self.collection.delete_many({"created_at": {"$lt": cutoff}})
         return result.deleted_count
+
+
+def _abandoned(record: dict | None, request_hash: str, now: float) -> bool:
+    """A running claim for this same request whose lease is over (a claim from before
+    leases existed has none: its process is gone too)."""
+    if record is None or record.get("state") != "running" or record.get("request_hash") != request_hash:
+        return False
+    lease = record.get("lease_until")
+    return lease is None or lease < now

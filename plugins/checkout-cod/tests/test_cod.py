@@ -1,10 +1,17 @@
+import dataclasses
+
 import checkout_cod
 import pytest
 from marshmallow import ValidationError
 
 from checkout_server.config import ConfigError
 from checkout_server.providers import OrderInfo, PaymentUrls
-from checkout_server.testing import TestShop, check_payment_provider, make_cart
+from checkout_server.testing import (
+    CourierPlugin,
+    TestShop,
+    check_payment_provider,
+    make_cart,
+)
 
 COD = {"id": 1, "provider": "cash_on_delivery", "title": "Pay on delivery"}
 
@@ -70,3 +77,36 @@ async def test_a_bad_max_total_stops_start_up_naming_method_and_field():
         async with TestShop(config=config, plugins=[checkout_cod]):
             pass
     assert "payment method 7" in str(error.value) and "settings.max_total" in str(error.value)
+
+
+def test_max_total_counts_the_shipping_the_courier_collects_too():
+    provider = check_payment_provider(checkout_cod.CashOnDelivery, {"max_total": 5000})
+    goods = make_cart({"price": 4900})
+    assert provider.supports(goods)  # the methods list: the goods alone
+    assert provider.supports(dataclasses.replace(goods, shipping_cost=100))  # 5000: inclusive
+    too_much = provider.supports(dataclasses.replace(goods, shipping_cost=490))
+    assert not too_much and "5000" in too_much.reason
+
+
+@pytest.mark.gen_test
+async def test_the_checkout_refuses_a_total_above_max_total_with_shipping():
+    config = {"payment_methods": [{**COD, "settings": {"max_total": 5000}}],
+              "shipping_methods": [{"id": 1, "provider": "test_courier", "title": "Courier",
+                                    "settings": {"cost": 490}}]}
+    async with TestShop(config=config, plugins=[checkout_cod, CourierPlugin]) as shop:
+        book = await shop.product("Book", price=4900, stock=5)
+        c = await shop.customer(cart={book["_id"]: 1})
+        # Listed for the goods (4900); the checkout asks again with shipping (5390).
+        r = await c.request("GET", f"/api/shop/checkout/methods?address={c.address_id}")
+        assert [m["id"] for m in r.body["payment_methods"]] == [1]
+        r = await c.checkout(1, 1)
+        assert r.status == 400 and list(r.body["fields"]) == ["payment_method"]
+        assert "up to 5000" in r.body["fields"]["payment_method"][0]
+        assert await shop.storage.orders.count({}) == 0
+        assert (await shop.storage.products.get(book["_id"]))["stock"] == 5
+        # Within the limit with shipping: the order's total is what the courier collects.
+        cheap = await shop.product("Pamphlet", price=4510, stock=5)
+        d = await shop.customer(cart={cheap["_id"]: 1})
+        r = await d.checkout(1, 1)
+        assert r.status == 200, r
+        assert (await shop.storage.orders.get(r.body["order_key"]))["total"] == 5000

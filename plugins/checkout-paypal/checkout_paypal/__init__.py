@@ -1,9 +1,12 @@
 """PayPal Orders v2: create an order, send the shopper to its approve link, capture on return.
 
 Paid only when a capture is COMPLETED, in the amount and currency PayPal reports for it.
-Every create and capture carries a `PayPal-Request-Id` derived from the order key, so a retry
-never creates or captures twice. Webhooks are checked the way PayPal documents: the
-transmission headers and the raw event go to /v1/notifications/verify-webhook-signature.
+Every create and capture carries a `PayPal-Request-Id` derived from the order key and the
+order's attempt id, so a retry never creates or captures twice, and an order key handed out
+again after a database reset never gets an old order. Webhooks are checked the way PayPal
+documents: the transmission headers and the raw event go to
+/v1/notifications/verify-webhook-signature. A webhook never captures: only the core does,
+through `verify_return` or `check`, for an order still on hold.
 """
 
 from __future__ import annotations
@@ -109,7 +112,7 @@ class PayPal(PaymentProvider):
                 "amount": {"currency_code": order.currency, "value": value},
             }],
             "payment_source": {"paypal": {"experience_context": context}},
-        }, request_id=f"checkout-server-{order.order_key}-create")
+        }, request_id=f"checkout-server-{payment_key(order)}-create")
         links = {link.get("rel"): link.get("href") for link in created.get("links") or []
                  if isinstance(link, dict)}
         approve = links.get("payer-action") or links.get("approve")
@@ -128,14 +131,21 @@ class PayPal(PaymentProvider):
             if found.get("status") == "COMPLETED":  # paid in another tab before cancelling here
                 return _order_check(found)
             return PaymentCheck(PaymentState.FAILED, reference=paypal_id, detail="cancelled by the shopper")
-        return await self._capture(order.order_key, paypal_id)
+        return await self._capture(order, paypal_id)
 
     async def check(self, order: OrderInfo) -> PaymentCheck:
-        """The hold is over: capture an approved order; one never approved has failed."""
+        """Capture an approved order; one never approved has failed (the hold is over).
+
+        The core calls it for an order on HOLD only: at hold expiry, and for an approval
+        webhook (`parse_notification` leaves the check to it only when PayPal says APPROVED).
+        """
         paypal_id = order.payment.get("paypal_order_id")
         if not paypal_id:
             return PaymentCheck(PaymentState.FAILED, detail="no PayPal order was started")
-        check = await self._current(order.order_key, paypal_id)
+        found = await self._api("GET", f"/v2/checkout/orders/{paypal_id}")
+        if found.get("status") == "APPROVED":
+            return await self._capture(order, paypal_id)
+        check = _order_check(found)
         if check.state is PaymentState.PENDING and check.detail in ("CREATED", "PAYER_ACTION_REQUIRED", "SAVED"):
             return PaymentCheck(PaymentState.FAILED, reference=paypal_id, detail="never approved by the shopper")
         return check
@@ -185,24 +195,22 @@ class PayPal(PaymentProvider):
             return Notification(order_key=None, event_id=event_id)
         if not (isinstance(paypal_id, str) and isinstance(order_key, str)):
             return Notification(order_key=None, event_id=event_id)
-        # Ask PayPal for the order's state now (capturing an approved one) rather than
-        # trusting the event's copy, which can be older than another delivery.
-        return Notification(order_key=order_key, check=await self._current(order_key, paypal_id),
-                            event_id=event_id, reference=paypal_id)
+        if event_type in CAPTURE_EVENTS:  # the capture itself, signed by PayPal: its amount is final
+            check = _capture_event_check(event_type, resource, paypal_id)
+        else:
+            # The order's state now, not the event's copy (older than another delivery may be).
+            # Never captured here: our order may be cancelled, and only the core knows. An
+            # approved order is left to `check`, which the core calls for an order on HOLD only.
+            found = await self._api("GET", f"/v2/checkout/orders/{paypal_id}")
+            check = None if found.get("status") == "APPROVED" else _order_check(found)
+        return Notification(order_key=order_key, check=check, event_id=event_id, reference=paypal_id)
 
     # -- PayPal calls
 
-    async def _current(self, order_key: str, paypal_id: str) -> PaymentCheck:
-        """The order's state at PayPal, capturing it if the shopper approved it."""
-        found = await self._api("GET", f"/v2/checkout/orders/{paypal_id}")
-        if found.get("status") == "APPROVED":
-            return await self._capture(order_key, paypal_id)
-        return _order_check(found)
-
-    async def _capture(self, order_key: str, paypal_id: str) -> PaymentCheck:
+    async def _capture(self, order: OrderInfo, paypal_id: str) -> PaymentCheck:
         try:
             captured = await self._api("POST", f"/v2/checkout/orders/{paypal_id}/capture", {},
-                                       request_id=f"checkout-server-{order_key}-capture")
+                                       request_id=f"checkout-server-{payment_key(order)}-capture")
         except _Refused as refused:
             if refused.issue == "ORDER_ALREADY_CAPTURED":
                 return _order_check(await self._api("GET", f"/v2/checkout/orders/{paypal_id}"))
@@ -253,6 +261,11 @@ class PayPal(PaymentProvider):
         return answer.body
 
 
+def payment_key(order: OrderInfo) -> str:
+    """The order key and the order's random attempt id: order keys alone repeat after a reset."""
+    return f"{order.order_key}-{order.attempt_id}" if order.attempt_id else order.order_key
+
+
 def _basic_auth(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
@@ -280,6 +293,24 @@ def _order_check(order: dict) -> PaymentCheck:
         return PaymentCheck(PaymentState.FAILED, reference=reference,
                             detail=f"no completed capture (order {order.get('status')})")
     return PaymentCheck(PaymentState.PENDING, reference=reference, detail=str(order.get("status")))
+
+
+def _capture_event_check(event_type: str, capture: dict, paypal_id: str) -> PaymentCheck:
+    """What a PAYMENT.CAPTURE.* event says, in the captured amount and currency."""
+    if event_type == "PAYMENT.CAPTURE.DENIED":
+        return PaymentCheck(PaymentState.FAILED, reference=paypal_id, detail=f"capture {capture.get('id')} denied")
+    if event_type != "PAYMENT.CAPTURE.COMPLETED":
+        return PaymentCheck(PaymentState.PENDING, reference=paypal_id, detail=f"capture {capture.get('id')} pending")
+    amount = capture.get("amount") if isinstance(capture.get("amount"), dict) else {}
+    currency = amount.get("currency_code")
+    try:
+        if not isinstance(currency, str):
+            raise MoneyError("no currency_code")
+        value = from_paypal(amount.get("value"), currency)
+    except MoneyError as exc:
+        raise NotificationError(f"a PayPal capture event with an amount we cannot read: {exc}") from None
+    return PaymentCheck(PaymentState.PAID, amount=value, currency=currency, reference=paypal_id,
+                        detail=f"captured {capture.get('id')}")
 
 
 @hookimpl

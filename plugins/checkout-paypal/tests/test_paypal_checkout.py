@@ -11,7 +11,15 @@ import checkout_paypal
 import pytest
 from checkout_paypal.fake import make_app, signed_event
 
-from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
+from checkout_server.fakegateway import (
+    Faults,
+    run_fake,
+    shopper_choice,
+    transport_faults,
+    with_query,
+)
+from checkout_server.providers import PaymentState
+from checkout_server.settlement import order_info, settle
 from checkout_server.sweeper import sweep
 from checkout_server.testing import assert_consistent, gateway_shop, unused_url
 
@@ -160,3 +168,103 @@ async def test_a_notification_before_approval_leaves_the_shopper_free_to_pay():
         r = await gw.follow(r.body["next_step"], "approve")  # not cancelled as "never approved"
         assert r.headers["Location"] == gw.result_url(key, "paid")
         await gw.assert_paid(key)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_order_the_shop_cancelled_is_never_captured_when_approved_late():
+    async with paypal_shop() as gw:
+        r = await gw.checkout()
+        ((paypal_id, key),) = paypal_orders(gw.fake)
+        # The hold expires before the shopper acts: the shop cancels and gives the units back.
+        report = await sweep(gw.shop.storage, gw.shop.methods, now=datetime.now(UTC) + timedelta(hours=1))
+        assert report.cancelled == [key]
+        # The slow shopper approves at PayPal anyway; the return and the webhook follow.
+        back = await shopper_choice(r.body["next_step"], "approve")
+        r = await gw.back_to_shop(back)
+        assert r.headers["Location"] == gw.result_url(key, "failed")
+        r = await gw.notify(*signed_event(gw.fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID))
+        assert r.status == 200 and r.body["result"] == "failed"
+        assert gw.fake.state.count("capture") == 0  # no money taken for a cancelled order
+        assert gw.fake.state.records[paypal_id]["order"]["status"] == "APPROVED"
+        await gw.assert_cancelled(key)
+
+
+async def _cancelled_after_approval(gw):
+    """Approved at PayPal in one tab, cancelled in another: (PayPal id, key, the order as read before)."""
+    r = await gw.checkout()
+    ((paypal_id, key),) = paypal_orders(gw.fake)
+    await shopper_choice(r.body["next_step"], "approve")
+    on_hold = await gw.shop.storage.orders.get(key)
+    cancel = with_query(gw.fake.state.records[paypal_id]["cancel_url"], {"token": paypal_id})
+    r = await gw.back_to_shop(cancel)
+    assert r.headers["Location"] == gw.result_url(key, "failed")
+    await gw.assert_cancelled(key)
+    return paypal_id, key, on_hold
+
+
+async def _assert_refund_needed(gw, key, caplog):
+    order = await gw.shop.storage.orders.get(key)
+    assert order["status"] == "CANCELLED" and order["payment"]["refund_needed"] is True
+    assert [h["reason"] for h in order["history"]].count(
+        "payment received after the order was cancelled: refund needed") == 1
+    # Every unit went back exactly once, the cart is as it was: only the money is left to return.
+    product = await gw.shop.storage.products.get(gw.product_id)
+    assert product["stock"] == gw.stock and product["received"] == gw.stock
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors and all(key in e and "refund" in e for e in errors), errors
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_capture_that_loses_the_race_to_a_cancel_is_flagged_for_a_refund(caplog):
+    async with paypal_shop() as gw:
+        paypal_id, key, on_hold = await _cancelled_after_approval(gw)
+        # A webhook handler read the order on HOLD just before the cancel, and captured.
+        provider = gw.shop.methods.payment[PAYPAL].provider
+        check = await provider.check(order_info(on_hold))
+        assert check.state is PaymentState.PAID and gw.fake.state.count("capture") == 1
+        outcome = await settle(gw.shop.storage, gw.shop.methods, on_hold, check)
+        assert outcome.result == "failed" and not outcome.changed
+        await _assert_refund_needed(gw, key, caplog)
+        # PayPal's own capture webhook for it: logged again, flagged once.
+        r = await gw.notify(*signed_event(gw.fake.app, paypal_id, "PAYMENT.CAPTURE.COMPLETED", WEBHOOK_ID))
+        assert r.status == 200 and r.body["result"] == "failed"
+        await _assert_refund_needed(gw, key, caplog)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_completed_capture_webhook_for_a_cancelled_order_flags_it_for_a_refund(caplog):
+    async with paypal_shop() as gw:
+        paypal_id, key, on_hold = await _cancelled_after_approval(gw)
+        provider = gw.shop.methods.payment[PAYPAL].provider
+        assert (await provider.check(order_info(on_hold))).state is PaymentState.PAID  # captured, not settled
+        caplog.clear()
+        r = await gw.notify(*signed_event(gw.fake.app, paypal_id, "PAYMENT.CAPTURE.COMPLETED", WEBHOOK_ID))
+        assert r.status == 200 and r.body["result"] == "failed"
+        await _assert_refund_needed(gw, key, caplog)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_an_order_key_used_again_after_a_database_reset_gets_a_new_paypal_order():
+    async with run_fake(make_app) as fake:
+        async with paypal_shop(fake.base_url) as first:
+            r = await first.checkout()
+            await first.follow(r.body["next_step"], "approve")
+            ((old_id, key),) = paypal_orders(fake)
+            await first.assert_paid(key)
+        # The database is reset or restored: the order key is handed out again.
+        async with paypal_shop(fake.base_url) as gw:
+            started = await gw.checkout()
+            assert await gw.last_order_key() == key
+            assert started.status == 200 and old_id not in started.body["next_step"]
+            ((new_id, _), (old_id_again, _)) = sorted(paypal_orders(fake), key=lambda o: o[0] == old_id)
+            assert old_id_again == old_id
+            # Back from PayPal without approving: nothing to capture, the order is not paid.
+            back = with_query(fake.state.records[new_id]["return_url"], {"token": new_id})
+            r = await gw.back_to_shop(back)
+            assert r.headers["Location"] == gw.result_url(key, "pending")
+            await gw.assert_held(key)
+            r = await gw.follow(started.body["next_step"], "approve")
+            assert r.headers["Location"] == gw.result_url(key, "paid")
+            await gw.assert_paid(key)
+            captures = {h["PayPal-Request-Id"] for op, h in fake.state.calls if op == "capture"}
+            assert len(captures) == 2  # one per order, though both had the same key

@@ -1,5 +1,6 @@
 """The PayPal provider against the local fake of PayPal Orders v2, method by method."""
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -187,18 +188,24 @@ async def test_refused_connection_is_a_gateway_error():
 @pytest.mark.gen_test(timeout=20)
 async def test_webhooks_are_verified_with_paypal_and_read_from_the_order():
     async with on_fake() as (paypal, fake):
-        start, _paying = await started(paypal)
+        start, paying = await started(paypal)
         await shopper_choice(start.redirect_url, "approve")
         headers, body = signed_event(fake.app, start.reference, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID)
         note = await paypal.parse_notification(headers, body)
-        # An approval notice captures the order: the shopper need not come back.
+        # An approval notice never captures: our order may have been cancelled meanwhile. It
+        # leaves the check to the core, which calls check() only for an order still on hold.
         assert note.order_key == "ORD-2026-000001" and note.reference == start.reference
-        assert (note.check.state, note.check.amount) == (PaymentState.PAID, 12_345)
+        assert note.check is None and fake.state.count("capture") == 0
         assert fake.state.count("verify_webhook") == 1
+        assert (await paypal.check(paying)).amount == 12_345 and fake.state.count("capture") == 1
 
+        # A completed capture's notice carries the capture's own amount and currency.
         headers, body = signed_event(fake.app, start.reference, "PAYMENT.CAPTURE.COMPLETED", WEBHOOK_ID)
+        calls = len(fake.state.calls)
         note = await paypal.parse_notification(headers, body)
-        assert note.order_key == "ORD-2026-000001" and note.check.state is PaymentState.PAID
+        assert note.order_key == "ORD-2026-000001" and note.reference == start.reference
+        assert (note.check.state, note.check.amount, note.check.currency) == (PaymentState.PAID, 12_345, "EUR")
+        assert [op for op, _ in fake.state.calls[calls:]] == ["verify_webhook"]  # read from the event
 
         forged = body.replace(b"ORD-2026-000001", b"ORD-2026-000009")
         other_hook = signed_event(fake.app, start.reference, "PAYMENT.CAPTURE.COMPLETED", "OTHERHOOK")
@@ -226,3 +233,33 @@ async def test_a_notification_about_an_unapproved_order_leaves_it_pending(event_
         note = await paypal.parse_notification(*signed_event(fake.app, start.reference, event_type, WEBHOOK_ID))
         assert note.order_key == "ORD-2026-000001" and note.check.state is PaymentState.PENDING
         assert fake.state.count("capture") == 0
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_request_ids_carry_the_orders_attempt_so_a_reused_order_key_starts_afresh():
+    # Order keys repeat after a database reset or restore; the attempt id never does.
+    async with on_fake() as (paypal, fake):
+        first, paying = await started(paypal, replace(order(), attempt_id="a1b2c3d4e5f60718"))
+        await shopper_choice(first.redirect_url, "approve")
+        assert (await paypal.verify_return(paying, {})).state is PaymentState.PAID
+        second, paying = await started(paypal, replace(order(), attempt_id="0f1e2d3c4b5a6978"))
+        assert second.reference != first.reference and len(fake.state.records) == 2
+        assert (await paypal.verify_return(paying, {})).state is PaymentState.PENDING  # not the old capture
+        sent = [(op, h["PayPal-Request-Id"]) for op, h in fake.state.calls if op in ("create", "capture")]
+        assert sent == [("create", "checkout-server-ORD-2026-000001-a1b2c3d4e5f60718-create"),
+                        ("capture", "checkout-server-ORD-2026-000001-a1b2c3d4e5f60718-capture"),
+                        ("create", "checkout-server-ORD-2026-000001-0f1e2d3c4b5a6978-create"),
+                        ("capture", "checkout-server-ORD-2026-000001-0f1e2d3c4b5a6978-capture")]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_denied_capture_notice_fails_the_payment():
+    async with on_fake() as (paypal, fake):
+        start, paying = await started(paypal)
+        await shopper_choice(start.redirect_url, "approve")
+        await paypal.check(paying)
+        # PayPal denies the capture later (an eCheck bounces, say) and says so.
+        fake.state.records[start.reference]["order"]["purchase_units"][0]["payments"]["captures"][0]["status"] = "DENIED"
+        note = await paypal.parse_notification(*signed_event(fake.app, start.reference, "PAYMENT.CAPTURE.DENIED",
+                                                             WEBHOOK_ID))
+        assert note.check.state is PaymentState.FAILED and note.reference == start.reference

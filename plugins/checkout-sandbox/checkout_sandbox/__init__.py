@@ -71,7 +71,15 @@ class SandboxPayment(PaymentProvider):
         return PaymentStart(redirect_url=f"{gateway}/pay/{reference}", reference=reference,
                             data={"gateway": gateway, "reference": reference})
 
+    async def verify_return(self, order, params) -> PaymentCheck:
+        # The page sends the shopper back only after a decision; without one, keep waiting.
+        return await self._decision(order, undecided=PaymentState.PENDING)
+
     async def check(self, order) -> PaymentCheck:
+        """The recorded decision; none by now (the hold expired) means the payment is over."""
+        return await self._decision(order, undecided=PaymentState.FAILED)
+
+    async def _decision(self, order, undecided: PaymentState) -> PaymentCheck:
         gateway, reference = order.payment.get("gateway"), order.payment.get("reference")
         if not gateway or not reference:
             return PaymentCheck(PaymentState.FAILED, detail="no sandbox payment was started")
@@ -82,7 +90,8 @@ class SandboxPayment(PaymentProvider):
                                 reference=reference, detail="paid on the sandbox page")
         if state == "cancelled":
             return PaymentCheck(PaymentState.FAILED, reference=reference, detail="cancelled on the sandbox page")
-        return PaymentCheck(PaymentState.PENDING, reference=reference)
+        detail = "no decision on the sandbox page" if undecided is PaymentState.FAILED else ""
+        return PaymentCheck(undecided, reference=reference, detail=detail)
 
 
 # -- the sandbox "gateway": pages and a tiny API, mounted through register_routes

@@ -67,7 +67,7 @@ async def test_pay_on_the_page_then_return_settles_the_order():
         r = await decide(s, page, "pay")
         assert r.status == 303
         back = r.headers["Location"]
-        assert back == f"{s.base_url}/api/shop/checkout/return/2?order={key}"
+        assert re.fullmatch(rf"{s.base_url}/api/shop/checkout/return/2\?order={key}&rt=[\w-]{{22}}", back)
         r = await s.request("GET", back[len(s.base_url):])
         assert r.status == 302 and r.headers["Location"] == f"http://shop.test/orders/{key}?payment=paid"
         order = await s.storage.orders.get(key)
@@ -93,9 +93,11 @@ async def test_cancel_on_the_page_cancels_and_gives_units_back():
 @pytest.mark.gen_test(timeout=30)
 async def test_the_return_query_string_is_never_trusted():
     async with shop() as s:
-        _p, _c, _page = await start(s)
+        _p, _c, page = await start(s)
         key = (await s.storage.orders.find({}))[0]["_id"]
-        r = await s.request("GET", f"/api/shop/checkout/return/2?order={key}&state=paid&status=OK")
+        # The shopper's own return URL (with its token), before any decision, with forged params.
+        back = (await s.storage.sandbox_payments.get(page.rsplit("/", 1)[1]))["return_url"]
+        r = await s.request("GET", f"{back[len(s.base_url):]}&state=paid&status=OK")
         assert r.headers["Location"].endswith("payment=pending")
         assert (await s.storage.orders.get(key))["status"] == "HOLD"
 
@@ -114,3 +116,24 @@ async def test_the_page_is_no_open_redirect():
         r = await s.request("POST", "/sandbox/api/payments", {
             "order_key": "ORD-2026-000001", "amount": 1, "currency": "EUR", "return_url": "https://evil.test/"})
         assert r.status == 400
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_hold_expiry_cancels_an_undecided_payment_and_settles_a_paid_one():
+    from datetime import UTC, datetime, timedelta
+
+    from checkout_server.sweeper import sweep
+
+    async with shop() as s:
+        p, c, undecided = await start(s)
+        await s.storage.customers.add_to_cart(c.id, p["_id"], 1)  # 3 of the 3 left
+        r = await c.checkout(2, 1)
+        paid = r.body["next_step"][len(s.base_url):]
+        await decide(s, paid, "pay")  # paid, browser closed before coming back
+        keys = {o["payment"]["reference"]: o["_id"] for o in await s.storage.orders.find({})}
+        report = await sweep(s.storage, s.methods, now=datetime.now(UTC) + timedelta(hours=1))
+        assert report.cancelled == [keys[undecided.rsplit("/", 1)[1]]]
+        assert report.paid == [keys[paid.rsplit("/", 1)[1]]] and report.deferred == []
+        cancelled = await s.storage.orders.get(report.cancelled[0])
+        assert cancelled["history"][-1]["reason"] == "no decision on the sandbox page"
+        assert (await s.storage.products.get(p["_id"]))["stock"] == 2  # 5 - the 3 paid for

@@ -89,8 +89,10 @@ class Stripe(PaymentProvider):
         }
         if order.email:
             params["customer_email"] = order.email
+        # Stripe replays a key's first answer for 24 hours: a retry reuses the session, and an
+        # order key handed out again (after a database reset or restore) gets a new one.
         session = await self._call("POST", "/v1/checkout/sessions", params,
-                                   idempotency_key=f"checkout-server-{order.order_key}-session")
+                                   idempotency_key=f"checkout-server-{payment_key(order)}-session")
         if not (isinstance(session.get("id"), str) and isinstance(session.get("url"), str)):
             raise GatewayError("Stripe answered a session without an id or url")
         return PaymentStart(redirect_url=session["url"], reference=session["id"],
@@ -130,6 +132,9 @@ class Stripe(PaymentProvider):
         if not (isinstance(event_type, str) and event_type.startswith("checkout.session.")
                 and isinstance(session, dict)):
             return Notification(order_key=None, event_id=event_id)  # not about a payment of ours
+        if not isinstance(session.get("id"), str):
+            raise NotificationError("a Stripe checkout.session event without a session id")
+        # The core settles it only if its session is the order's stored one (`reference`).
         order_key = session.get("client_reference_id") or (session.get("metadata") or {}).get("order_key")
         if event_type == "checkout.session.async_payment_failed":
             check = PaymentCheck(PaymentState.FAILED, reference=session.get("id"), detail=event_type)
@@ -155,6 +160,11 @@ class Stripe(PaymentProvider):
             log.warning("Stripe refused %s %s: HTTP %s %s", method, path, answer.status, error.get("message"))
             raise _Refused(f"Stripe refused the request ({error.get('type') or answer.status})")
         return answer.body
+
+
+def payment_key(order: OrderInfo) -> str:
+    """The order key and the order's random attempt id: order keys alone repeat after a reset."""
+    return f"{order.order_key}-{order.attempt_id}" if order.attempt_id else order.order_key
 
 
 class _Refused(GatewayError):

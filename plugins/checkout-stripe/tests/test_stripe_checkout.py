@@ -12,9 +12,14 @@ import checkout_stripe
 import pytest
 from checkout_stripe.fake import make_app, signed_event
 
-from checkout_server.fakegateway import Faults, run_fake, shopper_choice, transport_faults
+from checkout_server.fakegateway import (
+    Faults,
+    run_fake,
+    shopper_choice,
+    transport_faults,
+)
 from checkout_server.sweeper import sweep
-from checkout_server.testing import SHOP_URL, assert_consistent, gateway_shop, unused_url
+from checkout_server.testing import assert_consistent, gateway_shop, unused_url
 
 STRIPE = 3
 SECRET = "whsec_e2e"
@@ -183,8 +188,9 @@ async def test_an_order_key_used_again_after_a_database_reset_gets_a_new_session
             assert key == old["client_reference_id"]  # the same order key, a new order
             assert started.status == 200 and started.body["next_step"] != old["url"]
             assert len(fake.state.records) == 2
-            # Anyone visiting the return URL before paying: the order is not paid.
-            r = await gw.back_to_shop(f"{SHOP_URL}/api/shop/checkout/return/{STRIPE}?order={key}")
+            # Back on the return URL before paying: the order is not paid.
+            (session,) = [s for s in fake.state.records.values() if s is not old]
+            r = await gw.back_to_shop(session["success_url"].replace("{CHECKOUT_SESSION_ID}", session["id"]))
             assert r.headers["Location"] == gw.result_url(key, "pending")
             await gw.assert_held(key)
             keys = [h["Idempotency-Key"] for op, h in fake.state.calls if op == "create"]

@@ -2,6 +2,7 @@
 
 import json
 import time
+from dataclasses import replace
 
 import pytest
 from checkout_stripe import Stripe, form_encode, sign, verify_signature
@@ -226,3 +227,29 @@ async def test_notifications_always_carry_their_check_and_never_expire_a_session
         note = await stripe.parse_notification(*signed_event(fake.app, start.reference, event_type, SECRET))
         assert note.order_key == "ORD-2026-000001" and note.check is not None
         assert fake.state.count("expire") == 0 and fake.state.records[start.reference]["status"] == "open"
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_the_idempotency_key_carries_the_orders_attempt_so_a_reused_order_key_gets_a_new_session():
+    # Order keys repeat after a database reset or restore; the attempt id never does.
+    async with on_fake() as (stripe, fake):
+        first, paying = await started(stripe, replace(order(), attempt_id="a1b2c3d4e5f60718"))
+        await shopper_choice(first.redirect_url, "approve")
+        assert (await stripe.verify_return(paying, {})).state is PaymentState.PAID
+        second, paying = await started(stripe, replace(order(), attempt_id="0f1e2d3c4b5a6978"))
+        assert second.reference != first.reference and len(fake.state.records) == 2
+        assert (await stripe.verify_return(paying, {})).state is PaymentState.PENDING
+        keys = [h["Idempotency-Key"] for op, h in fake.state.calls if op == "create"]
+        assert keys == ["checkout-server-ORD-2026-000001-a1b2c3d4e5f60718-session",
+                        "checkout-server-ORD-2026-000001-0f1e2d3c4b5a6978-session"]
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_session_event_without_a_session_id_is_refused():
+    # The core settles an event only about the order's own session: it must name one.
+    body = json.dumps({"id": "evt_2", "type": "checkout.session.completed",
+                       "data": {"object": {"client_reference_id": "ORD-2026-000001", "payment_status": "paid",
+                                           "amount_total": 4_990, "currency": "eur"}}}).encode()
+    now = int(time.time())
+    with pytest.raises(NotificationError, match="session id"):
+        await provider().parse_notification({"Stripe-Signature": f"t={now},v1={sign(body, SECRET, now)}"}, body)

@@ -14,7 +14,7 @@ from checkout_zarinpal.fake import make_app
 
 from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
 from checkout_server.sweeper import sweep
-from checkout_server.testing import assert_consistent, gateway_shop, unused_url
+from checkout_server.testing import assert_consistent, gateway_shop, query_params, unused_url
 
 ZARINPAL = 7
 SETTINGS = {"merchant_id": "1344b5d4-0048-11e8-94db-005056a205be", "timeout": 0.5}
@@ -28,7 +28,7 @@ def zarinpal_shop(gateway_url: str | None = None):
 
 def payments(fake) -> list[tuple[str, str]]:
     """(authority, our order key) of each payment the fake holds, oldest first."""
-    return [(authority, record["callback_url"].rsplit("=", 1)[1])
+    return [(authority, query_params(record["callback_url"])["order"])
             for authority, record in fake.state.records.items()]
 
 
@@ -81,7 +81,8 @@ async def test_a_forged_ok_return_for_an_unpaid_payment_is_not_paid():
     async with zarinpal_shop() as gw:
         await gw.checkout()
         ((authority, key),) = payments(gw.fake)
-        r = await gw.shop.request("GET", f"/api/shop/checkout/return/{ZARINPAL}?order={key}"
+        rt = query_params(gw.fake.state.records[authority]["callback_url"])["rt"]  # the shopper's own return
+        r = await gw.shop.request("GET", f"/api/shop/checkout/return/{ZARINPAL}?order={key}&rt={rt}"
                                          f"&Authority={authority}&Status=OK")
         assert r.status == 302 and r.headers["Location"].endswith("payment=failed")
         await gw.assert_cancelled(key)
