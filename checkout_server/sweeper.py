@@ -8,8 +8,7 @@ paid is ever cancelled:
 - PENDING from a provider that implements `check` (a payment still in flight: an
   asynchronous debit, a capture PayPal holds for review);
 - an order whose payment method is no longer configured (removed by a reload): nobody can
-  be asked, so it waits, logged as an ERROR each sweep, until the method comes back or an
-  admin settles it.
+  be asked, so it waits, logged as an ERROR each sweep, until the method is configured again.
 Only a provider that does not override `PaymentProvider.check` (whose PENDING means "cannot
 ask") has its expired holds cancelled.
 """
@@ -63,7 +62,7 @@ async def _expire(storage, table, order: dict, report: SweepReport) -> None:
         # Removed from the config (a reload): the payment may well be complete at its
         # gateway, and nobody can ask. Never cancel blind.
         log.error("order %s: its payment method %s is not configured any more; its expired hold "
-                  "is kept until the method is back or an admin settles it",
+                  "is kept until the method is configured again",
                   order["_id"], order.get("payment_method"))
         report.deferred.append(order["_id"])
         return

@@ -14,7 +14,12 @@ from checkout_zarinpal.fake import make_app
 
 from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
 from checkout_server.sweeper import sweep
-from checkout_server.testing import assert_consistent, gateway_shop, query_params, unused_url
+from checkout_server.testing import (
+    assert_consistent,
+    gateway_shop,
+    query_params,
+    unused_url,
+)
 
 ZARINPAL = 7
 SETTINGS = {"merchant_id": "1344b5d4-0048-11e8-94db-005056a205be", "timeout": 0.5}
