@@ -344,6 +344,9 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict) -> tupl
         # The reconciler gave this checkout up as stalled and cancelled the order.
         await storage.products.release(order_key, lines)
         raise CheckoutError(500, "the checkout took too long and was cancelled; please try again")
+    log.info("order %s: %d units, total %d %s, %s (payment method %s)", order_key, sum(lines.values()),
+             order["total"], order["currency"],
+             "PROCESSING: settled at once" if start.settled else "HOLD: awaiting payment", payment.id)
     if start.settled:
         await complete_paid(storage, recorded, lock)
         return {"order_key": order_key}, None

@@ -78,7 +78,7 @@ class Text(fields.String):
 
 
 def _positive_id(**kwargs) -> StrictInteger:
-    return StrictInteger(validate=validate.Range(min=1, max=MAX_ID), **kwargs)
+    return StrictInteger(validate=validate.Range(min=1, max=MAX_ID, error="must be a positive integer id"), **kwargs)
 
 
 class StrictSchema(Schema):

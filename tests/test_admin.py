@@ -87,6 +87,10 @@ async def test_create_customer_shows_the_token_once():
         assert token not in profile.raw.decode()
         r2 = await shop.admin("POST", "/api/admin/customers", {})
         assert r2.status == 201 and r2.body["complete"] is False and r2.body["token"] != token
+        # One customer per email: a second with the same email is refused, nothing created.
+        r3 = await shop.admin("POST", "/api/admin/customers", {"email": "ada@example.com"})
+        assert r3.status == 400 and r3.body["fields"] == {"email": ["a customer with this email already exists"]}
+        assert await shop.storage.customers.get(r2.body["id"] + 1) is None
 
 
 @pytest.mark.gen_test

@@ -85,6 +85,9 @@ class CustomersHandler(BaseHandler):
 
     async def post(self):
         profile = self.json_body(CustomerCreateSchema())
+        if profile.get("email") and await self.storage.customers.find_by_email(profile["email"]):
+            raise APIError(400, "a customer with this email already exists",
+                           {"email": ["a customer with this email already exists"]})
         token = new_customer_token()
         customer = await self.storage.customers.create(hash_token(token), profile)
         # The only time the raw token is ever shown: only its hash is stored.
