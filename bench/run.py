@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import random
 import secrets
@@ -211,6 +212,9 @@ async def main(args) -> dict:
 
 
 if __name__ == "__main__":
+    # Warnings and errors only: an access-log line per request would drown the figures.
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("tornado.access").setLevel(logging.ERROR)  # the run refuses 4xx on purpose
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--customers", type=int, default=300)
     parser.add_argument("--concurrency", type=int, default=20)
