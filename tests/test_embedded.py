@@ -1,6 +1,9 @@
 """The embedded nx-27017 server: data survives a restart, a leftover server is recovered."""
 
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -71,3 +74,28 @@ def test_a_stale_pid_file_of_another_process_is_ignored(tmp_path):
         assert server.pid_file.read_text().strip() == str(server.process.pid)
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux-only")
+def test_the_database_dies_with_a_killed_service(tmp_path):
+    # A service killed with SIGKILL cannot stop its database: the database must follow it.
+    script = (
+        "import sys, time\n"
+        "from checkout_server.storage.embedded import EmbeddedMongo\n"
+        "server = EmbeddedMongo(sys.argv[1])\n"
+        "server.start()\n"
+        "print(server.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    service = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        db_pid = int(service.stdout.readline())
+        assert _alive(db_pid)
+        service.kill()
+        service.wait(10)
+        deadline = time.monotonic() + 10
+        while _alive(db_pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(db_pid)
+    finally:
+        service.kill()

@@ -19,6 +19,17 @@ from pathlib import Path
 log = logging.getLogger("checkout_server.embedded")
 
 
+# Run as `python -c _DIE_WITH_PARENT <parent pid> <command...>`: ask Linux to SIGTERM this
+# process when its parent dies (PR_SET_PDEATHSIG, kept across exec), then exec the command.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)  # the parent died before prctl took effect\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
@@ -26,11 +37,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _nx_command() -> list[str]:
-    exe = shutil.which("nx-27017")
-    if exe is None:
-        candidate = Path(sys.executable).with_name("nx-27017")
-        if candidate.exists():
-            exe = str(candidate)
+    # The one installed beside this Python first: PATH may lead to another environment's.
+    candidate = Path(sys.executable).with_name("nx-27017")
+    exe = str(candidate) if candidate.exists() else shutil.which("nx-27017")
     if exe is None:
         raise RuntimeError("nx-27017 is not installed: pip install nx-27017")
     return [exe]
@@ -126,6 +135,9 @@ class EmbeddedMongo:
             "--log-file", str(log_file),
             "--pid-file", str(self.data_dir / "nx-27017.daemon.pid"),
         ]
+        if sys.platform.startswith("linux"):
+            # Dies with the service even when the service is SIGKILLed (no orphan server).
+            cmd = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), *cmd]
         # Own session: a Ctrl-C in the terminal reaches the service, which stops us in order.
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
