@@ -10,8 +10,10 @@ import os
 import signal
 import sys
 
+from .checkout import LOCK_SECONDS
 from .config import ConfigError, config_path, load_config
 from .pluginmanager import PluginError
+from .storage.embedded import DataDirInUse
 
 log = logging.getLogger("checkout_server")
 
@@ -58,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except PluginError as exc:
         print(f"checkout-server: plugin error: {exc}", file=sys.stderr)
+        return 2
+    except DataDirInUse as exc:
+        print(f"checkout-server: {exc}", file=sys.stderr)
         return 2
     return 1
 
@@ -123,6 +128,15 @@ async def serve_forever(args) -> int:
     from .storage import Storage
     from .storage.embedded import EmbeddedMongo
 
+    # Signals are ours from the start: a SIGTERM during start-up stops cleanly (exit 0), a
+    # SIGHUP before the methods exist has nothing to reload.
+    stop = asyncio.Event()
+    running: dict = {}
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: _on_sighup(running.get("app"), args))
+
     config = resolve_config(args)
     log.info("config %s: %d payment and %d shipping methods, site %s", config.path or "(none)",
              len(config.payment_methods), len(config.shipping_methods), config.site.base_url)
@@ -140,6 +154,10 @@ async def serve_forever(args) -> int:
     try:
         app = Application(storage, config, admin_token=os.environ.get("CHECKOUT_ADMIN_TOKEN"))
         await app.startup()
+        running["app"] = app
+        if stop.is_set():
+            await app.shutdown()
+            return 0
         if args.demo:
             from .demo import print_demo, seed_demo
             seeded = await seed_demo(storage, app.method_registry.table)
@@ -151,15 +169,11 @@ async def serve_forever(args) -> int:
         if args.demo:
             shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
             print_demo(seeded, f"http://{shown_host}:{args.port}")
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, stop.set)
-        loop.add_signal_handler(signal.SIGINT, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_config(app, args)))
         await stop.wait()
         log.info("stopping: draining in-flight requests")
         server.stop()
-        await drain(app, timeout=30)
+        # A checkout may wait on its gateway for up to the checkout lock's length.
+        await drain(app, timeout=LOCK_SECONDS)
         await asyncio.wait_for(server.close_all_connections(), timeout=5)
         await app.shutdown()
         log.info("stopped")
@@ -168,6 +182,13 @@ async def serve_forever(args) -> int:
         storage.close()
         if embedded is not None:
             embedded.stop()
+
+
+def _on_sighup(app, args) -> None:
+    if app is None:
+        log.warning("SIGHUP during start-up ignored: the config is being loaded now")
+        return
+    asyncio.ensure_future(reload_config(app, args))
 
 
 async def drain(app, timeout: float) -> None:

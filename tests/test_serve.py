@@ -228,3 +228,22 @@ def test_demo_site_urls_follow_the_listening_address(site, host, port, expected)
 
     moved = follow_listen_address(parse_config({"site": site}, None), host, port).site
     assert (moved.base_url, moved.return_url) == expected
+
+
+def test_a_second_service_on_the_same_data_is_refused(tmp_path):
+    """Two services on one CHECKOUT_DATA_DIR: the second stops, the first keeps its database."""
+    if _missing_demo_providers():
+        pytest.skip("the demo's providers are not installed: pip install -r requirements.txt")
+    data_dir = tmp_path / "var"
+    port = free_port()
+    first = _start(data_dir, port)
+    try:
+        _read_demo(first)
+        second = _start(data_dir, free_port())
+        out, _ = second.communicate(timeout=60)
+        assert second.returncode == 2
+        assert "in use by another checkout-server" in out and f"pid {first.pid}" in out
+        assert _get(port, "/health") == (200, {"status": "ok"})
+    finally:
+        code = _stop(first)
+    assert code == 0

@@ -5,6 +5,8 @@ updates with guard filters, map paths instead of positional array updates, integ
 string ids) and is proven on every backend by tests/storage_contract.
 """
 
+import asyncio
+
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
 from .counters import Counters
@@ -51,9 +53,10 @@ class Storage:
         await self.orders.create_indexes()
         await self.idempotency.create_indexes()
 
-    async def ping(self) -> bool:
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """Whether the database answers within `timeout` seconds (a hung one does not)."""
         try:
-            await self.db.command("ping")
+            await asyncio.wait_for(self.db.command("ping"), timeout)
             return True
         except Exception:  # noqa: BLE001 -- any failure means "not healthy"
             return False

@@ -72,6 +72,10 @@ class EmbeddedExited(RuntimeError):
     """The embedded server exited before it listened."""
 
 
+class DataDirInUse(RuntimeError):
+    """Another running service owns the embedded database of this data directory."""
+
+
 class EmbeddedMongo:
     """Start, wait for and stop one nx-27017 server whose data lives in `data_dir`."""
 
@@ -94,12 +98,22 @@ class EmbeddedMongo:
         return f"mongodb://{self.host}:{self.port}/?directConnection=true"
 
     def _stop_leftover(self) -> None:
-        """Stop a server that a killed run left behind on the same data."""
+        """Stop a server that a killed run left behind on the same data.
+
+        The pid file holds the database's pid and its owner's (the service that started
+        it). A database whose owner still runs is in use: refuse rather than pull it away.
+        """
         try:
-            pid = int(self.pid_file.read_text().split()[0])
+            pids = self.pid_file.read_text().split()
+            pid = int(pids[0])
+            owner = int(pids[1]) if len(pids) > 1 else None
         except (OSError, ValueError, IndexError):
             return
         if _alive(pid) and _is_nx_process(pid):
+            if owner is not None and owner != os.getpid() and _alive(owner):
+                raise DataDirInUse(
+                    f"the data directory {self.data_dir} is in use by another checkout-server "
+                    f"(pid {owner}); stop it, or give this one its own CHECKOUT_DATA_DIR")
             log.warning("stopping embedded database left behind by an earlier run (pid %s)", pid)
             os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
@@ -142,7 +156,7 @@ class EmbeddedMongo:
         self.process = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
-        self.pid_file.write_text(f"{self.process.pid}\n")
+        self.pid_file.write_text(f"{self.process.pid} {os.getpid()}\n")
         self._wait_ready(timeout, log_file)
         log.info("embedded database on %s:%s, data in %s", self.host, self.port, self.db_dir)
         return self.uri
