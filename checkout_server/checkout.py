@@ -32,6 +32,11 @@ MAX_IDEMPOTENCY_KEY = 255
 # a few database round trips. Shorter than reservations.STALE_AFTER, so the reconciler never
 # races a live checkout. An Idempotency-Key's claim has the same lease.
 LOCK_SECONDS = 90.0
+# A repeat checkout of an unchanged cart answers its HOLD order only while the hold has at
+# least this long to run: a shopper sent to pay should have the time to, and the sweeper
+# cancels an expired hold at its next pass. Closer to expiry a new order is placed (the old
+# one expires as usual).
+REUSE_HOLD_MIN_LEFT = timedelta(minutes=5)
 
 
 def start_deadline() -> float:
@@ -64,10 +69,15 @@ def _digest(value) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def checkout_fingerprint(customer: dict, request: dict) -> str:
-    """The cart and the request together: an unchanged repeat has the same fingerprint."""
-    cart = {str(p): int(q) for p, q in (customer.get("cart") or {}).items()}
-    return _digest({"cart": cart, "request": request})
+def checkout_fingerprint(customer: dict) -> str:
+    """The cart (product -> quantity) only: a repeat of an unchanged cart has the same one.
+
+    The body is left out on purpose (CONTRACT.md): a second checkout of an unchanged cart
+    whose order is still HOLD answers with that order, whatever its notes, address or
+    methods say, instead of holding the same stock twice.
+    """
+    cart = {str(p): int(q) for p, q in (customer.get("cart") or {}).items() if int(q) > 0}
+    return _digest({"cart": cart})
 
 
 class CheckoutLock:
@@ -89,6 +99,15 @@ class CheckoutLock:
             await self.storage.customers.release_checkout_lock(
                 self.customer["_id"], last_checkout, as_read=self.customer,
                 held=self.customer.get("checkout_lock"))
+
+    async def release_quietly(self, last_checkout: dict | None = None) -> None:
+        """`release`, logging a failure instead of raising it: the checkout's answer (or its
+        own error) stands; a lock left behind lapses after LOCK_SECONDS."""
+        try:
+            await self.release(last_checkout)
+        except Exception:
+            log.exception("customer %s: could not release the checkout lock; it lapses in %g s",
+                          self.customer["_id"], LOCK_SECONDS)
 
 
 async def lock_customer_by_token(storage, token_hash: str) -> dict | None:
@@ -117,33 +136,84 @@ async def checkout_cart(storage, table, customer: dict, request: dict,
                             {"Idempotency-Key": [f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters"]})
     key_id = f"{customer['_id']}:{idempotency_key}"
     request_hash = _digest(request)
-    existing = await storage.idempotency.claim(key_id, request_hash, lease_seconds=LOCK_SECONDS)
-    if existing is not None:
+    keys = storage.idempotency
+    claim = await keys.try_claim(key_id, request_hash, lease_seconds=LOCK_SECONDS)
+    if not claim.ours:
+        existing = claim.record
+        if existing is None:  # taken over by a racing retry, then purged: nothing to answer yet
+            raise CheckoutError(409, "a request with this Idempotency-Key is still being processed")
         if existing.get("request_hash") != request_hash:
             raise CheckoutError(400, "this Idempotency-Key was already used with a different request body")
         if existing.get("state") != "done":
-            raise CheckoutError(409, "a request with this Idempotency-Key is still being processed")
+            # Still running, but if its order is recorded the answer is fixed already.
+            answer = await _answer_of_claimed_order(storage, customer, existing)
+            if answer is None:
+                raise CheckoutError(409, "a request with this Idempotency-Key is still being processed")
+            await _finish_quietly(keys, key_id, 200, answer)
+            return 200, answer
         status, body = int(existing["status"]), existing["body"]
         if status >= 400:  # replayed through the same error path, byte for byte
             raise CheckoutError(status, body["error"], body.get("fields"))
         return status, body
+    if claim.record is not None:
+        # Taken over from a request that died: its order, if it got that far, is the answer
+        # (the cart may be empty by now: checking out again would say so, for 24 hours).
+        answer = await _answer_of_claimed_order(storage, customer, claim.record)
+        if answer is not None:
+            await _finish_quietly(keys, key_id, 200, answer)
+            return 200, answer
     try:
-        status, body = await _checkout_once(storage, table, customer, request)
+        status, body = await _checkout_once(storage, table, customer, request, key_id=key_id)
     except CheckoutError as exc:
         # A refusal is this request's answer; a conflict or an outage is not: let a retry run.
         if exc.status == 400:
-            await storage.idempotency.finish(key_id, exc.status, exc.body())
+            await _finish_quietly(keys, key_id, exc.status, exc.body())
         else:
-            await storage.idempotency.forget(key_id)
+            await _forget_quietly(keys, key_id)
         raise
     except BaseException:
-        await storage.idempotency.forget(key_id)
+        await _forget_quietly(keys, key_id)
         raise
-    await storage.idempotency.finish(key_id, status, body)
+    await _finish_quietly(keys, key_id, status, body)
     return status, body
 
 
-async def _checkout_once(storage, table, customer: dict, request: dict, locked: bool = False) -> tuple[int, dict]:
+async def _answer_of_claimed_order(storage, customer: dict, record: dict) -> dict | None:
+    """The answer fixed by the order a key's claim names, if that order got that far.
+
+    That is an order whose payment is recorded and not cancelled: HOLD with its next step,
+    or PROCESSING. Anything else (no order yet, still `reserving`, cancelled by the
+    checkout's own failure or since) leaves the request to run (again).
+    """
+    order_key = record.get("order_key")
+    if not order_key:
+        return None
+    order = await storage.orders.get(order_key)
+    if (order is None or order.get("customer") != customer["_id"] or order.get("stock") == "reserving"
+            or order.get("status") not in ("HOLD", "PROCESSING")):
+        return None
+    return answer_for(order)
+
+
+async def _finish_quietly(keys, key_id: str, status: int, body: dict) -> None:
+    """Store a key's answer; a failure is logged only: the answer is computed and given.
+    A retry then finds the claim naming its order and answers from that."""
+    try:
+        await keys.finish(key_id, status, body)
+    except Exception:
+        log.exception("Idempotency-Key %s: could not store the answer (a retry answers from its order)", key_id)
+
+
+async def _forget_quietly(keys, key_id: str) -> None:
+    """Drop a key's claim; a failure is logged only (the claim's lease runs out instead)."""
+    try:
+        await keys.forget(key_id)
+    except Exception:
+        log.exception("Idempotency-Key %s: could not drop the claim; it lapses in %g s", key_id, LOCK_SECONDS)
+
+
+async def _checkout_once(storage, table, customer: dict, request: dict, locked: bool = False,
+                         key_id: str | None = None) -> tuple[int, dict]:
     if not locked:
         # The lock's read is the checkout's read of the customer: fresh, and taken under the lock.
         customer = await storage.customers.acquire_checkout_lock(customer["_id"], LOCK_SECONDS)
@@ -152,18 +222,63 @@ async def _checkout_once(storage, table, customer: dict, request: dict, locked: 
     lock = CheckoutLock(storage, customer)
     last_checkout = None
     try:
-        fingerprint = checkout_fingerprint(customer, request)
-        previous = customer.get("last_checkout") or {}
-        if previous.get("fingerprint") == fingerprint:
-            order = await storage.orders.get(previous.get("order_key"))
-            if order is not None and order.get("status") == "HOLD" and order.get("stock") == "held":
-                return 200, answer_for(order)
-        body, hold = await place_order(storage, table, lock, request)
-        if hold:
-            last_checkout = {"fingerprint": fingerprint, "order_key": hold}
+        fingerprint = checkout_fingerprint(customer)
+        answer = await _repeat_answer(storage, lock, fingerprint)
+        if answer is not None:
+            return 200, answer
+        body, order_key = await place_order(storage, table, lock, request, key_id=key_id)
+        # Direct orders too: if clearing their cart failed, a repeat must find the order.
+        last_checkout = {"fingerprint": fingerprint, "order_key": order_key}
         return 200, body
     finally:
-        await lock.release(last_checkout)
+        # Never replaces the answer (or the error) computed above.
+        await lock.release_quietly(last_checkout)
+
+
+async def _repeat_answer(storage, lock: CheckoutLock, fingerprint: str) -> dict | None:
+    """The answer for a repeat of the customer's last checkout of this same cart, or None.
+
+    - its order still HOLD with at least REUSE_HOLD_MIN_LEFT to go: its `next_step`;
+    - its order PROCESSING (paid at once) but its items not yet out of the cart (that
+      write failed): its `order_key`, after finishing what the failure left undone.
+    Anything else (another cart, an order cancelled or about to expire, a finished paid
+    order) places a new order.
+    """
+    customer = lock.customer
+    previous = customer.get("last_checkout") or {}
+    if previous.get("fingerprint") != fingerprint or not previous.get("order_key"):
+        return None
+    order = await storage.orders.get(previous["order_key"])
+    if order is None or order.get("customer") != customer["_id"]:
+        return None
+    if order.get("status") == "HOLD" and order.get("stock") == "held":
+        if _as_utc(order.get("hold_until")) - utcnow() >= REUSE_HOLD_MIN_LEFT:
+            return answer_for(order)
+        return None
+    if (order.get("status") == "PROCESSING" and order.get("stock") == "held"
+            and order["_id"] not in (customer.get("cleared") or {})):
+        await _finish_paid(storage, order, lock)
+        return answer_for(order)
+    return None
+
+
+def _as_utc(value) -> datetime:
+    """A stored datetime, zone-aware (some drivers read them back naive, in UTC)."""
+    if not isinstance(value, datetime):
+        return datetime.min.replace(tzinfo=UTC)  # unreadable: treat the hold as over
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+async def _finish_paid(storage, order: dict, lock: CheckoutLock) -> None:
+    """A paid order's side effects (markers, cart, `committed`), run by the checkout.
+
+    The order is paid: whatever fails here is logged and left to the reconciler (which
+    finishes paid orders), and the checkout still answers with the order.
+    """
+    try:
+        await complete_paid(storage, order, lock)
+    except Exception:
+        log.exception("order %s is paid, but finishing it failed; the reconciler will finish it", order["_id"])
 
 
 def answer_for(order: dict) -> dict:
@@ -302,10 +417,14 @@ def return_token_matches(order: dict, token: str) -> bool:
     return hmac.compare_digest(_return_token_hash(token).encode(), stored.encode())
 
 
-async def place_order(storage, table, lock: CheckoutLock, request: dict) -> tuple[dict, str | None]:
+async def place_order(storage, table, lock: CheckoutLock, request: dict,
+                      key_id: str | None = None) -> tuple[dict, str]:
     """Validate, create the order, reserve, start the payment (for `lock.customer`).
 
-    Returns (answer, order key if the order waits on HOLD for its payment, else None).
+    Returns (answer, order key). `key_id`: the Idempotency-Key claim this checkout runs
+    under; the order is named on it as soon as it exists. Once the order's payment is
+    recorded (HOLD with its next step, or PROCESSING) the answer is fixed: nothing after
+    that raises.
     """
     customer = lock.customer
     site = table.site
@@ -320,6 +439,8 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict) -> tupl
     order = await storage.orders.insert({
         **_build_order(order_key, customer, loaded, request, address_doc, payment, shipping, cost, site, now),
         "return_token": return_token_hash})
+    if key_id is not None:
+        await storage.idempotency.attach_order(key_id, order_key)
     await reservations.fault_point("order_inserted")
     lines = loaded.quantities
     short = await reservations.reserve_lines(storage, order_key, lines)
@@ -339,7 +460,7 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict) -> tupl
     if start.settled:
         changes["status"] = "PROCESSING"
         history = {"status": "PROCESSING", "reason": f"settled by {payment.provider.name}"}
-    recorded = await storage.orders.transition(order_key, {"stock": "reserving"}, changes, history, current=order)
+    recorded = await _record_payment(storage, order, changes, history)
     if recorded is None:
         # The reconciler gave this checkout up as stalled and cancelled the order.
         await storage.products.release(order_key, lines)
@@ -348,9 +469,30 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict) -> tupl
              order["total"], order["currency"],
              "PROCESSING: settled at once" if start.settled else "HOLD: awaiting payment", payment.id)
     if start.settled:
-        await complete_paid(storage, recorded, lock)
-        return {"order_key": order_key}, None
+        await _finish_paid(storage, recorded, lock)
     return answer_for(recorded), order_key
+
+
+async def _record_payment(storage, order: dict, changes: dict, history: dict | None) -> dict | None:
+    """The order leaves `reserving` with its payment recorded: the order as written, or None
+    if the reconciler cancelled it first.
+
+    A write whose reply was lost (the connection dropped after the server applied it) is
+    told apart by reading the order back: if it is recorded, the checkout answers with it.
+    """
+    try:
+        return await storage.orders.transition(order["_id"], {"stock": "reserving"}, changes, history,
+                                               current=order)
+    except Exception:
+        current = await storage.orders.get(order["_id"])  # failing too: the original error stands as cause
+        attempt = (order.get("payment") or {}).get("attempt")
+        if (current is not None and current.get("status") in ("HOLD", "PROCESSING")
+                and current.get("stock") != "reserving"
+                and (current.get("payment") or {}).get("attempt") == attempt
+                and "next_step" in (current.get("payment") or {})):
+            log.warning("order %s: its payment was recorded, though the write's answer was lost", order["_id"])
+            return current
+        raise
 
 
 async def _start_payment(storage, payment, order: dict, urls: PaymentUrls) -> PaymentStart:

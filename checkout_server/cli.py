@@ -12,7 +12,7 @@ import sys
 
 from .checkout import LOCK_SECONDS
 from .config import ConfigError, config_path, load_config
-from .pluginmanager import PluginError
+from .pluginmanager import PLUGINS_ENV, PluginError
 from .storage.embedded import DataDirInUse
 
 log = logging.getLogger("checkout_server")
@@ -87,7 +87,10 @@ def list_plugins(args) -> int:
                          indent=2))
         return 0
     if not plugins:
-        print("no plugins installed")
+        allowed = os.environ.get(PLUGINS_ENV)
+        # With CHECKOUT_PLUGINS set, installed plugins may well have been left out.
+        print(f'no plugins loaded ({PLUGINS_ENV}="{allowed}")' if allowed is not None
+              else "no plugins installed")
     for plugin in plugins:
         version = plugin["version"] or "?"
         print(f"{plugin['name']} ({plugin['distribution'] or 'unpackaged'} {version})")
@@ -138,12 +141,13 @@ async def serve_forever(args) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: _on_sighup(running.get("app"), args))
 
     config = resolve_config(args)
-    log.info("config %s: %d payment and %d shipping methods, site %s", config.path or "(none)",
-             len(config.payment_methods), len(config.shipping_methods), config.site.base_url)
     # Fail on an unknown provider or bad settings before starting anything.
     from .methods import MethodTable
     from .pluginmanager import collect_providers, get_plugin_manager
     MethodTable.build(config, *collect_providers(get_plugin_manager()))
+    # Only a file that builds is announced: a refused one is reported as an error alone.
+    log.info("config %s: %d payment and %d shipping methods, site %s", config.path or "(none)",
+             len(config.payment_methods), len(config.shipping_methods), config.site.base_url)
     embedded = None
     uri = os.environ.get("MONGODB_URI")
     if not uri:

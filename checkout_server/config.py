@@ -119,7 +119,8 @@ def _parse_methods(raw, kind, where) -> tuple[MethodConfig, ...]:
             raise ConfigError(f"{label}: id: must be a positive integer")
         label = f"{where}: {kind} method {method_id}"
         if method_id in seen:
-            raise ConfigError(f"{label}: id: duplicate {kind} method id")
+            raise ConfigError(f"{label}: id: [[{section}]] id {method_id} appears twice "
+                              f"(ids are unique per kind)")
         seen.add(method_id)
         unknown = set(entry) - {"id", "provider", "title", "active", "settings"}
         if unknown:

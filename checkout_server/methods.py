@@ -7,11 +7,13 @@ assignment (SIGHUP), so a request holds one consistent table from start to end.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
 from marshmallow import ValidationError
 
 from .config import Config, ConfigError, MethodConfig
+from .pluginmanager import PLUGINS_ENV
 from .providers import Method, PaymentProvider, Provider, ShippingProvider
 
 log = logging.getLogger("checkout_server.methods")
@@ -78,9 +80,12 @@ def _bind(method: MethodConfig, registry: dict, base: type, config: Config) -> B
     where = f"{config.path or '<config>'}: {method.kind} method {method.id}"
     cls = registry.get(method.provider)
     if cls is None:
-        known = ", ".join(sorted(registry)) or "none installed"
+        allowed = os.environ.get(PLUGINS_ENV)
+        known = ", ".join(sorted(registry)) or ("none loaded" if allowed is not None else "none installed")
+        # The provider may well be installed, its plugin left out by CHECKOUT_PLUGINS.
+        limit = f' — {PLUGINS_ENV}="{allowed}" limits which plugins load' if allowed is not None else ""
         raise ConfigError(f"{where}: provider: unknown {method.kind} provider "
-                          f"{method.provider!r} (known: {known})")
+                          f"{method.provider!r} (known: {known}){limit}")
     if not issubclass(cls, base):
         raise ConfigError(f"{where}: provider: {method.provider!r} is not a {method.kind} provider")
     try:

@@ -1,11 +1,14 @@
 """The plugin manager: pluggy, loading the `checkout_server` entry-point group.
 
-`CHECKOUT_PLUGINS` (comma-separated entry-point or distribution names) limits which
-installed plugins load; unset, all of them do; empty, none do (the core's own tests).
+`CHECKOUT_PLUGINS` (comma-separated entry-point or distribution names, compared the PEP 503
+way: case, `-`, `_` and `.` do not matter) limits which installed plugins load; unset, all
+of them do; empty, none do (the core's own tests). A module name is not looked at: it
+matches only when it happens to spell the distribution's name (`checkout_cod`).
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import logging
 import os
@@ -81,12 +84,37 @@ def load_entry_point_plugins(pm: CheckoutPluginManager) -> None:
 
 
 def check_hooks(pm: pluggy.PluginManager) -> None:
-    """Fail fast on a hook implementation that matches no hookspec (a misspelled hook)."""
+    """Fail fast on a hook implementation that matches no hookspec (a misspelled hook).
+
+    The error names the plugin and the closest hook: `register_payment_provider` was
+    meant to be `register_payment_providers`.
+    """
+    callers = {name: caller for name, caller in vars(pm.hook).items() if not name.startswith("_")}
+    known = sorted(name for name, caller in callers.items() if caller.has_spec())
+    for name, caller in sorted(callers.items()):
+        if caller.has_spec():
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            plugin = _plugin_label(pm, impl.plugin)
+            closest = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {closest[0]!r}?" if closest else f"the hooks are {', '.join(known)}"
+            raise PluginError(f"plugin {plugin!r}: unknown hook {name!r} — {hint}")
+    # pluggy's own check, for whatever the scan above would not see.
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
         name = pm.get_name(exc.plugin) if exc.plugin is not None else "?"
         raise PluginError(f"plugin {name!r}: {exc}") from exc
+
+
+def _plugin_label(pm: pluggy.PluginManager, plugin) -> str:
+    """The plugin's registered name; pluggy names an object registered without one by its id."""
+    name = pm.get_name(plugin)
+    if name and not name.isdigit():
+        return name
+    return getattr(plugin, "__name__", None) or type(plugin).__name__
 
 
 pm: CheckoutPluginManager | None = None  # the process's plugin manager, made on first use

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import checkout_fixtures as kit
 import pytest
 from invariants import assert_stock_invariant
+from pymongo.errors import AutoReconnect
 
 from checkout_server import checkout as checkout_module
+from checkout_server import reservations
+from checkout_server.sweeper import sweep
 from checkout_server.testing import TestShop
 
 ORDER_KEY = re.compile(r"^ORD-\d{4}-\d{6}$")
@@ -339,4 +342,142 @@ async def test_changed_cart_makes_a_new_order():
         await s.storage.customers.add_to_cart(c.id, p["_id"], 1)
         r2 = await c.checkout(kit.REDIRECT, kit.FLAT)
         assert r1.body != r2.body and await s.storage.orders.count({}) == 2
+        await assert_stock_invariant(s.storage)
+
+
+@pytest.mark.gen_test
+async def test_unchanged_cart_with_another_body_answers_the_hold_order():
+    # CONTRACT.md: the repeat is told by the cart alone, so other notes make no second hold.
+    async with shop() as s:
+        p = await s.product(stock=4)
+        c = await s.customer(cart={p["_id"]: 2})
+        r1 = await c.checkout(kit.REDIRECT, kit.FLAT, notes="after 5 PM")
+        r2 = await c.checkout(kit.REDIRECT, kit.FLAT, notes="after 6 PM")
+        assert r1.status == r2.status == 200 and r2.body == r1.body
+        assert await s.storage.orders.count({}) == 1
+        assert (await s.storage.products.get(p["_id"]))["stock"] == 2  # held once
+        await assert_stock_invariant(s.storage)
+
+
+async def _move_hold_until(s, key: str, left: timedelta) -> None:
+    order = await s.storage.orders.get(key)
+    await s.storage.orders.transition(key, {"status": "HOLD"}, {"hold_until": datetime.now(UTC) + left},
+                                      current=order)
+
+
+@pytest.mark.gen_test
+async def test_a_repeat_reuses_a_hold_only_while_it_has_time_left():
+    margin = checkout_module.REUSE_HOLD_MIN_LEFT
+    async with shop() as s:
+        p = await s.product(stock=5)
+        c = await s.customer(cart={p["_id"]: 2})
+        r1 = await c.checkout(kit.REDIRECT, kit.FLAT)
+        key = r1.body["next_step"].rsplit("/", 1)[1]
+        await _move_hold_until(s, key, margin + timedelta(minutes=1))
+        assert (await c.checkout(kit.REDIRECT, kit.FLAT)).body == r1.body  # still time to pay
+        await _move_hold_until(s, key, margin - timedelta(minutes=1))
+        r2 = await c.checkout(kit.REDIRECT, kit.FLAT)
+        # About to expire (or expired): a new order, not a payment page the sweeper cancels soon.
+        assert r2.status == 200 and r2.body != r1.body
+        assert await s.storage.orders.count({"status": "HOLD"}) == 2
+        # The old one expires as usual; the new one is what a further repeat answers.
+        await _move_hold_until(s, key, -timedelta(minutes=1))
+        await sweep(s.storage, s.methods)
+        assert (await s.storage.orders.get(key))["status"] == "CANCELLED"
+        assert (await c.checkout(kit.REDIRECT, kit.FLAT)).body == r2.body
+        await assert_stock_invariant(s.storage)
+
+
+class Flaky:
+    """Replaces an async storage method: its first `times` calls fail like a dropped connection,
+    before (`applied=False`) or after (`applied=True`) the real call."""
+
+    def __init__(self, real, times: int = 1, applied: bool = False, when=lambda *a, **k: True):
+        self.real, self.times, self.applied, self.when = real, times, applied, when
+        self.failed = 0
+
+    async def __call__(self, *args, **kwargs):
+        if self.failed < self.times and self.when(*args, **kwargs):
+            self.failed += 1
+            if self.applied:
+                await self.real(*args, **kwargs)
+            raise AutoReconnect("connection dropped")
+        return await self.real(*args, **kwargs)
+
+
+@pytest.mark.gen_test
+async def test_a_paid_checkout_whose_cart_clearing_fails_answers_its_order_once(monkeypatch):
+    async with shop() as s:
+        p = await s.product(stock=5)
+        c = await s.customer(cart={p["_id"]: 2})
+        flaky = Flaky(s.storage.customers.remove_ordered_items)
+        monkeypatch.setattr(s.storage.customers, "remove_ordered_items", flaky)
+        r1 = await c.checkout(kit.DIRECT, kit.FLAT)
+        assert flaky.failed == 1
+        # The order is paid: its key is the answer, not a 503 inviting a second order.
+        [order] = await s.storage.orders.find({})
+        assert r1.status == 200 and r1.body == {"order_key": order["_id"]}
+        assert order["status"] == "PROCESSING" and await cart_of(c) == {str(p["_id"]): 2}
+        # A retry (the answer lost too) of the unchanged cart: the same order, now finished.
+        r2 = await c.checkout(kit.DIRECT, kit.FLAT)
+        assert r2.status == 200 and r2.body == r1.body
+        assert await s.storage.orders.count({}) == 1
+        assert (await s.storage.orders.get(order["_id"]))["stock"] == "committed"
+        assert await cart_of(c) == {}
+        assert (await s.storage.products.get(p["_id"]))["stock"] == 3
+        await assert_stock_invariant(s.storage)
+        # Nothing left locked, and a finished order is not answered again.
+        assert (await c.checkout(kit.DIRECT, kit.FLAT)).status == 400  # the cart is empty
+
+
+@pytest.mark.gen_test
+async def test_a_paid_checkout_left_unfinished_is_finished_by_the_reconciler(monkeypatch):
+    async with shop() as s:
+        p = await s.product(stock=5)
+        c = await s.customer(cart={p["_id"]: 2})
+        monkeypatch.setattr(s.storage.customers, "remove_ordered_items",
+                            Flaky(s.storage.customers.remove_ordered_items))
+        key = (await c.checkout(kit.DIRECT, kit.FLAT)).body["order_key"]
+        report = await reservations.reconcile(s.storage)
+        assert report.committed == [key] and await cart_of(c) == {}
+        await assert_stock_invariant(s.storage)
+
+
+@pytest.mark.parametrize("method,answer", [(kit.DIRECT, "order_key"), (kit.REDIRECT, "next_step")])
+@pytest.mark.gen_test
+async def test_a_lost_reply_to_recording_the_payment_still_answers_the_order(monkeypatch, method, answer):
+    async with shop() as s:
+        p = await s.product(stock=5)
+        c = await s.customer(cart={p["_id"]: 2})
+        # The server applied the write; its reply never came back.
+        flaky = Flaky(s.storage.orders.transition, applied=True,
+                      when=lambda key, expect, *a, **k: expect == {"stock": "reserving"})
+        monkeypatch.setattr(s.storage.orders, "transition", flaky)
+        r = await c.checkout(method, kit.FLAT)
+        assert flaky.failed == 1
+        [order] = await s.storage.orders.find({})
+        assert r.status == 200 and set(r.body) == {answer}
+        assert order["status"] == ("PROCESSING" if method == kit.DIRECT else "HOLD")
+        if method == kit.DIRECT:
+            assert r.body == {"order_key": order["_id"]} and order["stock"] == "committed"
+        else:
+            assert r.body == {"next_step": order["payment"]["next_step"]}
+        await assert_stock_invariant(s.storage)
+
+
+@pytest.mark.parametrize("method,answer", [(kit.DIRECT, "order_key"), (kit.REDIRECT, "next_step")])
+@pytest.mark.gen_test
+async def test_a_failing_lock_release_never_replaces_the_answer(monkeypatch, method, answer):
+    async with shop() as s:
+        p = await s.product(stock=5)
+        c = await s.customer(cart={p["_id"]: 2})
+        release = Flaky(s.storage.customers.release_checkout_lock, times=2)
+        monkeypatch.setattr(s.storage.customers, "release_checkout_lock", release)
+        r = await c.checkout(method, kit.FLAT)
+        assert r.status == 200 and set(r.body) == {answer}
+        await release.real(c.id)  # the lock left behind lapses (LOCK_SECONDS)
+        assert (await c.checkout(kit.DIRECT, kit.FLAT, address=987654)).status == 400  # not a 500
+        # (A direct checkout releases its lock in the update that clears the cart.)
+        assert release.failed == (1 if method == kit.DIRECT else 2)
+        assert await s.storage.orders.count({}) == 1
         await assert_stock_invariant(s.storage)

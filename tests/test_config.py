@@ -1,5 +1,7 @@
 """Config errors stop start-up with a message naming the file, the method and the field."""
 
+import logging
+
 import pytest
 from marshmallow import Schema, fields, validate
 
@@ -108,7 +110,7 @@ def test_a_bad_payment_method_is_named_with_its_field(tmp_path, method, expected
 def test_a_duplicate_id_is_named(tmp_path):
     text = GOOD + '\n[[shipping_methods]]\nid = 1\nprovider = "test_ship"\nsettings = { rates = [] }\n'
     message = error_of(text, tmp_path)
-    assert "shipping method 1" in message and "duplicate" in message
+    assert "shipping method 1: id: [[shipping_methods]] id 1 appears twice" in message
 
 
 def test_the_same_id_in_payment_and_shipping_is_fine(tmp_path):
@@ -146,7 +148,17 @@ def test_an_empty_config_has_no_methods():
     assert config.payment_methods == () and config.site.currency == "EUR"
 
 
-def test_serve_refuses_to_start_on_a_bad_method(tmp_path, monkeypatch, capsys):
+def test_an_unknown_provider_names_checkout_plugins_when_it_is_set(tmp_path, monkeypatch):
+    text = '[[payment_methods]]\nid = 3\nprovider = "bitcoin"\n'
+    monkeypatch.delenv("CHECKOUT_PLUGINS", raising=False)
+    assert "CHECKOUT_PLUGINS" not in error_of(text, tmp_path)
+    monkeypatch.setenv("CHECKOUT_PLUGINS", "acme")
+    assert error_of(text, tmp_path).endswith(
+        "unknown payment provider 'bitcoin' (known: test_pay) — CHECKOUT_PLUGINS=\"acme\" limits which plugins load")
+
+
+def test_serve_refuses_to_start_on_a_bad_method(tmp_path, monkeypatch, capsys, caplog):
+    caplog.set_level(logging.INFO)
     path = tmp_path / "bad.toml"
     path.write_text('[[payment_methods]]\nid = 9\nprovider = "nobody_installed_this"\n')
     # The app is built before any database round trip: a closed port is never dialled.
@@ -155,3 +167,5 @@ def test_serve_refuses_to_start_on_a_bad_method(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "config error" in err and str(path) in err and "payment method 9" in err
     assert "provider" in err
+    # The file is announced ("config X: N payment and M shipping methods") only once it builds.
+    assert "payment and" not in caplog.text

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import checkout_fixtures as kit
 import pytest
 from invariants import assert_stock_invariant
+from pymongo.errors import AutoReconnect
 
 from checkout_server import checkout as checkout_module
 from checkout_server.sweeper import sweep
@@ -146,11 +147,11 @@ async def test_a_key_left_running_by_a_killed_process_works_again_after_its_leas
                  "notes": ""}, "k-8")
         monkeypatch.undo()
         [order] = await s.storage.orders.find({})
-        # Within the lease the claim looks like a request still running.
+        # Within the lease the claim looks like a request still running, but it names its
+        # order, whose payment is recorded: that fixes the answer, so the retry gets it.
         r = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-8")
-        assert r.status == 409
-        # The lease (checkout.LOCK_SECONDS) is over: the retry runs, as a checkout of the
-        # unchanged cart, and answers the order the killed process made.
+        assert r.status == 200 and r.body == {"next_step": order["payment"]["next_step"]}
+        # The lease (checkout.LOCK_SECONDS) is over: the same answer (stored by now).
         clock = keys_module.time
         later = SimpleNamespace(time=lambda: clock.time() + checkout_module.LOCK_SECONDS + 1)
         monkeypatch.setattr(keys_module, "time", later)
@@ -160,4 +161,98 @@ async def test_a_key_left_running_by_a_killed_process_works_again_after_its_leas
         again = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-8")
         assert (again.status, again.raw) == (r.status, r.raw)  # stored now: replayed
         assert await s.storage.orders.count({}) == 1
+        await assert_stock_invariant(s.storage)
+
+
+class DroppedOnce:
+    """Replaces an async storage method: its first call fails like a dropped connection."""
+
+    def __init__(self, real):
+        self.real = real
+        self.failed = 0
+
+    async def __call__(self, *args, **kwargs):
+        if not self.failed:
+            self.failed += 1
+            raise AutoReconnect("connection dropped")
+        return await self.real(*args, **kwargs)
+
+
+@pytest.mark.gen_test
+async def test_an_answer_that_could_not_be_stored_is_answered_from_its_order(monkeypatch):
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 2})
+        finish = DroppedOnce(s.storage.idempotency.finish)
+        monkeypatch.setattr(s.storage.idempotency, "finish", finish)
+        first = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-9")
+        assert finish.failed == 1
+        [order] = await s.storage.orders.find({})
+        assert first.status == 200 and first.body == {"order_key": order["_id"]}  # not a 500
+        # The claim is still "running", but names the paid order: a retry gets its answer
+        # (the cart is empty now: a new checkout would say so, for 24 hours).
+        again = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-9")
+        assert (again.status, again.raw) == (first.status, first.raw)
+        stored = await s.storage.idempotency.collection.find_one({"_id": f"{c.id}:k-9"})
+        assert stored["state"] == "done" and stored["body"] == first.body
+        assert await s.storage.orders.count({}) == 1
+        await assert_stock_invariant(s.storage)
+
+
+@pytest.mark.gen_test
+async def test_a_taken_over_key_answers_the_order_of_the_request_that_died(monkeypatch):
+    from types import SimpleNamespace
+
+    from checkout_server.storage import idempotency as keys_module
+
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 2})
+
+        async def killed(*args, **kwargs):
+            raise Killed()
+
+        # Killed after a direct checkout (the cart emptied), before its answer was stored.
+        monkeypatch.setattr(s.storage.idempotency, "finish", killed)
+        with pytest.raises(Killed):
+            await checkout_module.checkout_cart(
+                s.storage, s.methods, await s.storage.customers.get(c.id),
+                {"address": c.address_id, "payment_method": kit.DIRECT, "shipping_method": kit.FLAT,
+                 "notes": ""}, "k-10")
+        monkeypatch.undo()
+        [order] = await s.storage.orders.find({})
+        # After the lease the retry takes the claim over: its order is the answer, for good.
+        clock = keys_module.time
+        monkeypatch.setattr(keys_module, "time",
+                            SimpleNamespace(time=lambda: clock.time() + checkout_module.LOCK_SECONDS + 1))
+        r = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-10")
+        assert r.status == 200 and r.body == {"order_key": order["_id"]}
+        monkeypatch.undo()
+        again = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-10")
+        assert (again.status, again.raw) == (r.status, r.raw)
+        assert await s.storage.orders.count({}) == 1
+        await assert_stock_invariant(s.storage)
+
+
+@pytest.mark.gen_test
+async def test_a_claim_naming_a_cancelled_order_runs_again(monkeypatch):
+    from types import SimpleNamespace
+
+    from checkout_server.storage import idempotency as keys_module
+
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+        # A 503 whose claim could not be dropped: it names an order cancelled at once.
+        monkeypatch.setattr(s.storage.idempotency, "forget", DroppedOnce(s.storage.idempotency.forget))
+        assert (await c.checkout(kit.DOWN, kit.FLAT, idempotency_key="k-11")).status == 503
+        claim = await s.storage.idempotency.collection.find_one({"_id": f"{c.id}:k-11"})
+        assert claim["state"] == "running" and claim["order_key"]
+        # Within its lease: still running. After it: a real retry, not that order's key.
+        assert (await c.checkout(kit.DOWN, kit.FLAT, idempotency_key="k-11")).status == 409
+        clock = keys_module.time
+        monkeypatch.setattr(keys_module, "time",
+                            SimpleNamespace(time=lambda: clock.time() + checkout_module.LOCK_SECONDS + 1))
+        assert (await c.checkout(kit.DOWN, kit.FLAT, idempotency_key="k-11")).status == 503
+        assert await s.storage.orders.count({"status": "CANCELLED"}) == 2
         await assert_stock_invariant(s.storage)

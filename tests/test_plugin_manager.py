@@ -84,6 +84,7 @@ async def test_a_separately_installed_plugin_is_discovered_and_usable(example_in
     assert plugin["name"] == "example"
     assert plugin["distribution"] == "checkout-example-plugin" and plugin["version"] == "0.1.0"
     assert plugin["shipping_providers"] == ["country_rate"]
+    assert plugin["payment_providers"] == ["invoice"]
 
     config = {"shipping_methods": [{"id": 4, "provider": "country_rate", "title": "Tracked",
                                     "settings": {"rates": {"GB": 450}}}]}
@@ -101,7 +102,8 @@ def test_the_example_plugin_passes_its_own_tests_when_copied(example_installed):
         check=False, cwd=example_installed, capture_output=True, text=True, timeout=120,
         env={**__import__("os").environ, "PYTHONPATH": str(example_installed)})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert "11 passed" in result.stdout
+    assert "warning" not in result.stdout  # its pytest.ini filters pytest-tornado's noise
 
 
 # -- CHECKOUT_PLUGINS
@@ -135,6 +137,14 @@ def test_checkout_plugins_limits_loading_by_entry_point_or_distribution_name(sit
     assert get_plugins(make_plugin_manager()) == []
 
 
+def test_a_module_name_is_not_a_plugin_name(site, monkeypatch, caplog):
+    # Documented: entry-point and distribution names only; a module name is not looked at.
+    write_dist(site, "shop-voucher", {"voucher": "voucher_impl"}, {"voucher_impl": DEMO_PLUGIN})
+    monkeypatch.setenv("CHECKOUT_PLUGINS", "voucher_impl")
+    assert get_plugins(make_plugin_manager()) == []
+    assert "voucher-impl" in caplog.text and "no installed plugin" in caplog.text
+
+
 def test_unset_checkout_plugins_loads_every_installed_plugin(site, monkeypatch):
     write_dist(site, "shop-voucher", {"voucher": "shop_voucher"}, {"shop_voucher": DEMO_PLUGIN})
     monkeypatch.delenv("CHECKOUT_PLUGINS", raising=False)
@@ -154,7 +164,8 @@ def test_a_misspelled_hook_in_an_installed_plugin_stops_start_up(site, monkeypat
     write_dist(site, "shop-typo", {"typo": "shop_typo"}, {"shop_typo": DEMO_PLUGIN.replace(
         "def register_payment_providers", "def register_payment_provider")})
     monkeypatch.setenv("CHECKOUT_PLUGINS", "typo")
-    with pytest.raises(PluginError, match="register_payment_provider"):
+    with pytest.raises(PluginError, match="plugin 'typo': unknown hook 'register_payment_provider' — "
+                                          "did you mean 'register_payment_providers'?"):
         make_plugin_manager()
 
 
@@ -165,9 +176,23 @@ async def test_a_misspelled_hook_in_a_plugin_under_test_fails_the_test_shop():
         def register_shipping_provider(self, register):
             pass
 
-    with pytest.raises(PluginError, match="register_shipping_provider"):
+    with pytest.raises(PluginError, match="plugin 'Typo': unknown hook 'register_shipping_provider' — "
+                                          "did you mean 'register_shipping_providers'?"):
         async with TestShop(plugins=[Typo()]):
             pass
+
+
+def test_a_hook_name_like_no_other_lists_the_hooks():
+    class Odd:
+        @hookimpl
+        def on_checkout(self):
+            pass
+
+    pm = make_plugin_manager(load_entry_points=False)
+    pm.register(Odd(), name="odd")
+    with pytest.raises(PluginError, match="plugin 'odd': unknown hook 'on_checkout' — the hooks are "
+                                          "register_fake_gateways, register_payment_providers"):
+        pluginmanager.check_hooks(pm)
 
 
 def test_a_plugin_that_fails_to_import_is_named(site, monkeypatch):
@@ -238,10 +263,30 @@ def test_cli_plugins_lists_name_version_and_providers(monkeypatch, capsys):
 
 
 def test_cli_plugins_says_when_there_are_none(monkeypatch, capsys):
-    monkeypatch.setenv("CHECKOUT_PLUGINS", "")
-    monkeypatch.setattr(pluginmanager, "pm", None)
+    monkeypatch.delenv("CHECKOUT_PLUGINS", raising=False)
+    monkeypatch.setattr(pluginmanager, "pm", make_plugin_manager(load_entry_points=False))
     assert cli.main(["plugins"]) == 0
-    assert "no plugins installed" in capsys.readouterr().out
+    assert capsys.readouterr().out == "no plugins installed\n"
+
+
+def test_cli_plugins_says_when_checkout_plugins_left_them_all_out(monkeypatch, capsys):
+    for value in ("", "no-such-plugin"):
+        monkeypatch.setenv("CHECKOUT_PLUGINS", value)
+        monkeypatch.setattr(pluginmanager, "pm", None)
+        assert cli.main(["plugins"]) == 0
+        assert capsys.readouterr().out == f'no plugins loaded (CHECKOUT_PLUGINS="{value}")\n'
+
+
+@needs_first_party
+def test_an_unknown_provider_says_checkout_plugins_limits_what_loads(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "shop.toml"
+    config.write_text('[[shipping_methods]]\nid = 1\nprovider = "flat_rate"\nsettings = { cost = 1 }\n')
+    monkeypatch.setenv("CHECKOUT_PLUGINS", "checkout-cod")
+    monkeypatch.setattr(pluginmanager, "pm", None)
+    assert cli.main(["plugins", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert ("shipping method 1: provider: unknown shipping provider 'flat_rate' (known: none loaded) "
+            '— CHECKOUT_PLUGINS="checkout-cod" limits which plugins load') in err
 
 
 @needs_first_party

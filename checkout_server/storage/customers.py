@@ -15,13 +15,14 @@ import time
 
 from pymongo import ReturnDocument
 
-from .bulk import guarded_updates
-
 PROFILE_FIELDS = ("first_name", "last_name", "email", "phone")
 # How long a `cleared.<order key>` entry is kept. Only a settlement still finishing the
 # order (or the reconciler finishing it for a crashed one) repeats the removal, within
 # minutes; a week leaves room for any stall.
 CLEARED_KEEP_SECONDS = 7 * 24 * 3600.0
+# A cart clean-up whose ordered lines the shopper keeps changing gives up after this many
+# read-and-write rounds (raising: the reconciler repeats it later).
+CART_WRITE_ATTEMPTS = 20
 
 
 def _cart_path(product_id) -> str:
@@ -109,17 +110,29 @@ class Customers:
     # -- cart: {"<product id>": quantity}
     async def add_to_cart(self, customer_id: int, product_id: int, quantity: int,
                           max_quantity: int | None = None) -> dict | None:
-        """Add to a line; with `max_quantity`, only if the line stays within it (else None)."""
-        path = f"cart.{int(product_id)}"
-        guard: dict = {"_id": customer_id}
-        if max_quantity is not None:
-            guard["$or"] = [{path: {"$exists": False}}, {path: {"$lte": max_quantity - quantity}}]
+        """Add to a line; with `max_quantity`, only if the line stays within it (else None).
+
+        A line stored below zero (left by a crash in an older cart clean-up) counts as 0:
+        it becomes `quantity`, so it never swallows an add.
+        """
+        path = _cart_path(product_id)
+        limit = {} if max_quantity is None else {"$lte": max_quantity - quantity}
+        # `$and`, not `{"_id": ..., "$or": ...}`: nx-27017 lets such an `$or` escape the `_id`
+        # condition in a write, which then changes another customer's cart.
+        fits = {"$or": [{path: {"$exists": False}}, {path: {"$gte": 0, **limit}}]}
+        doc = await self.collection.find_one_and_update(
+            {"$and": [{"_id": customer_id}, fits]}, {"$inc": {path: quantity}},
+            return_document=ReturnDocument.AFTER)
+        if doc is not None or (max_quantity is not None and quantity > max_quantity):
+            return doc
+        # Missed: over the limit, no such customer, or a negative line (a second update, only then).
         return await self.collection.find_one_and_update(
-            guard, {"$inc": {path: quantity}}, return_document=ReturnDocument.AFTER
-        )
+            {"_id": customer_id, path: {"$lt": 0}}, {"$set": {path: quantity}},
+            return_document=ReturnDocument.AFTER)
 
     async def set_cart_quantity(self, customer_id: int, product_id: int, quantity: int) -> dict | None:
-        path = f"cart.{int(product_id)}"
+        """Set a line (0 or less removes it); whatever was stored, negative included, is replaced."""
+        path = _cart_path(product_id)
         update = {"$set": {path: quantity}} if quantity > 0 else {"$unset": {path: ""}}
         return await self.collection.find_one_and_update(
             {"_id": customer_id}, update, return_document=ReturnDocument.AFTER
@@ -139,7 +152,8 @@ class Customers:
 
         One round trip when every ordered line is still exactly the ordered quantity (the
         usual case): those lines are unset under a guard on their quantities. Otherwise the
-        quantities are decremented and the lines that reached zero or less are dropped.
+        cart is read and written once: each ordered line becomes max(0, have - ordered)
+        (unset at 0), guarded on the values read, retried if the shopper changed it between.
         """
         if not quantities and not release_lock:
             return False
@@ -158,23 +172,49 @@ class Customers:
             return True
         # The shopper changed an ordered line meanwhile, this order was done already, or
         # our lock lapsed and was taken: the cart first, then the lock if still ours.
-        update = _update(set_=marks, unset=prune, inc={_cart_path(p): -int(q) for p, q in quantities.items()})
-        doc = await self.collection.find_one_and_update(
-            {"_id": customer_id, **done_guard}, update,
-            projection={"cart": 1}, return_document=ReturnDocument.AFTER,
-        )
+        removed = await self._remove_changed_lines(customer_id, quantities, order_key, marks, prune)
         if release_lock:
             await self.release_checkout_lock(customer_id, held=held)
-        if doc is None:
-            return False
-        emptied = [p for p, q in (doc.get("cart") or {}).items() if q <= 0]
-        # A line that reached zero (or less, if the shopper lowered it meanwhile) goes;
-        # the guard keeps a line the shopper refilled in the meantime. One bulk for all.
-        await guarded_updates(self.collection, [
-            ({"_id": customer_id, f"cart.{key}": {"$lte": 0}}, {"$unset": {f"cart.{key}": ""}})
-            for key in emptied
-        ])
-        return True
+        return removed
+
+    async def _remove_changed_lines(self, customer_id: int, quantities: dict[int, int], order_key: str | None,
+                                    marks: dict, prune: dict) -> bool:
+        """The slow path of `remove_ordered_items`: one read, one guarded write, per attempt.
+
+        A single write (never an `$inc` and a separate clean-up) so that a crash leaves
+        either the whole removal with its `cleared` mark or none of it, and no line ever
+        goes below zero.
+        """
+        for _attempt in range(CART_WRITE_ATTEMPTS):
+            doc = await self.collection.find_one({"_id": customer_id}, projection={"cart": 1, "cleared": 1})
+            if doc is None or (order_key and order_key in (doc.get("cleared") or {})):
+                return False
+            cart = doc.get("cart") or {}
+            guard: dict = {}
+            left: dict = {}
+            gone: dict = {}
+            for product, ordered in quantities.items():
+                path, have = _cart_path(product), cart.get(str(int(product)))
+                if have is None:  # not in the cart (any more): nothing to take out
+                    guard[path] = {"$exists": False}
+                    continue
+                guard[path] = have
+                remaining = int(have) - int(ordered)  # a negative line (an old crash's) goes too
+                if remaining > 0:
+                    left[path] = remaining
+                else:
+                    gone[path] = ""
+            update = _update(set_={**left, **marks}, unset={**gone, **prune})
+            if not update:
+                return True  # nothing ordered is in the cart, and no order to mark
+            done_guard = {f"cleared.{order_key}": {"$exists": False}} if order_key else {}
+            # Guarded on every value read and on the order not done yet: a miss means the
+            # shopper (or another clean-up) changed the cart in between; read it again.
+            result = await self.collection.update_one({"_id": customer_id, **done_guard, **guard}, update)
+            if result.matched_count:
+                return True
+        raise RuntimeError(f"customer {customer_id}: the cart kept changing; its ordered items are "
+                           f"left for the next attempt")
 
     # -- checkout lock: one checkout per customer at a time
     async def acquire_checkout_lock(self, customer_id: int, seconds: float) -> dict | None:

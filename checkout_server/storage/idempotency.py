@@ -3,16 +3,32 @@
 A key is claimed ("running") before its request runs and finished ("done") with the answer.
 A claim carries a lease (`lease_until`, epoch seconds): a process killed mid-request leaves
 its claim running, and once the lease is over a retry with the same request takes it over
-instead of being told "still running" until the key is purged.
+instead of being told "still running" until the key is purged. A checkout names its order
+on its claim (`order_key`) as soon as the order exists: a retry whose answer was never
+stored can then answer with that order instead of checking out again.
 """
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pymongo.errors import DuplicateKeyError
 
 # The checkout passes checkout.LOCK_SECONDS: no live request runs longer than its lock.
 DEFAULT_LEASE_SECONDS = 90.0
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `try_claim` got: `ours` (the request may run), and the record it met.
+
+    `record`: when ours, the abandoned claim taken over (as it was read: its `order_key`
+    names the order the dead request made, if any), or None for a new claim; when not
+    ours, the existing record (done, live, or another request's).
+    """
+
+    ours: bool
+    record: dict | None
 
 
 class IdempotencyKeys:
@@ -29,6 +45,12 @@ class IdempotencyKeys:
         A running claim whose lease is over, for the same request, is taken over (None):
         its process died. Of racing takeovers exactly one wins; the others get the record.
         """
+        claim = await self.try_claim(key_id, request_hash, lease_seconds)
+        return None if claim.ours else claim.record
+
+    async def try_claim(self, key_id: str, request_hash: str,
+                        lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Claim:
+        """`claim`, telling a takeover apart: its record is the abandoned claim as it was."""
         now = time.time()
         try:
             # A float, not a datetime: nx-27017 stores a `$set` datetime as a string, and
@@ -40,19 +62,25 @@ class IdempotencyKeys:
                 "lease_until": now + lease_seconds,
                 "created_at": datetime.now(UTC),
             })
-            return None
+            return Claim(True, None)
         except DuplicateKeyError:
             existing = await self.collection.find_one({"_id": key_id})
+        if existing is None:  # purged meanwhile: as if new (a later finish writes nothing)
+            return Claim(True, None)
         if not _abandoned(existing, request_hash, now):
-            return existing  # done, live, another request's, or gone (purged) meanwhile
+            return Claim(False, existing)  # done, live, or another request's
         # Guarded on the lease we read: of racing takeovers exactly one matches.
         taken = await self.collection.update_one(
             {"_id": key_id, "state": "running", "lease_until": existing.get("lease_until")},
             {"$set": {"lease_until": now + lease_seconds}},
         )
         if taken.modified_count == 1:
-            return None
-        return await self.collection.find_one({"_id": key_id})
+            return Claim(True, existing)
+        return Claim(False, await self.collection.find_one({"_id": key_id}))
+
+    async def attach_order(self, key_id: str, order_key: str) -> None:
+        """Name the order a running claim's request made (before it can answer with it)."""
+        await self.collection.update_one({"_id": key_id, "state": "running"}, {"$set": {"order_key": order_key}})
 
     async def finish(self, key_id: str, status: int, body: dict) -> None:
         await self.collection.update_one(

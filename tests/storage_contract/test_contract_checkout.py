@@ -306,3 +306,129 @@ async def test_reconciler_takes_a_paid_orders_items_out_of_the_cart_once(backend
     product = await storage.products.get(p["_id"])
     assert (product["stock"], product["holds"]) == (8, {})
     assert not await reservations.reconcile(storage)
+
+
+# -- the cart clean-up after a paid order: one guarded write, never a line below zero
+
+
+class Crash(Exception):
+    """The process dies here: nothing after this write runs."""
+
+
+class CrashAfterWrite:
+    """A collection whose process is killed right after its `n`th write has been applied."""
+
+    WRITES = ("update_one", "update_many", "find_one_and_update", "bulk_write", "insert_one", "replace_one")
+
+    def __init__(self, collection, n: int):
+        self._collection = collection
+        self._n = n
+        self.writes = 0
+
+    def __getattr__(self, name):
+        attr = getattr(self._collection, name)
+        if name not in self.WRITES:
+            return attr
+
+        async def write(*args, **kwargs):
+            result = await attr(*args, **kwargs)
+            self.writes += 1
+            if self.writes == self._n:
+                raise Crash(f"killed after write {self._n} ({name})")
+            return result
+        return write
+
+
+@pytest.mark.parametrize("crash_after", [1, 2, 3])
+@pytest.mark.gen_test(timeout=60)
+async def test_clearing_a_changed_cart_is_all_or_nothing_at_every_crash(backend, crash_after):
+    from checkout_server.storage.customers import Customers
+
+    storage = await backend.storage()
+    ada = await storage.customers.create("h", {})
+    # Ordered 3 of product 1 and 1 of product 2; while paying, the shopper lowered line 1
+    # to 1 and raised line 2 to 3; product 3 was never ordered.
+    for product, quantity in ((1, 1), (2, 3), (3, 2)):
+        await storage.customers.add_to_cart(ada["_id"], product, quantity)
+    before = {"1": 1, "2": 3, "3": 2}
+    after = {"2": 2, "3": 2}
+    crashing = Customers(CrashAfterWrite(storage.customers.collection, crash_after), storage.counters)
+    try:
+        await crashing.remove_ordered_items(ada["_id"], {1: 3, 2: 1}, "ORD-2026-000001")
+    except Crash:
+        pass
+    doc = await storage.customers.get(ada["_id"])
+    assert all(quantity > 0 for quantity in doc["cart"].values()), doc["cart"]
+    if "ORD-2026-000001" in (doc.get("cleared") or {}):
+        assert doc["cart"] == after  # done, with its mark, in one write
+    else:
+        assert doc["cart"] == before  # not started
+    # The reconciler repeats it: the same end state, exactly once.
+    await storage.customers.remove_ordered_items(ada["_id"], {1: 3, 2: 1}, "ORD-2026-000001")
+    assert not await storage.customers.remove_ordered_items(ada["_id"], {1: 3, 2: 1}, "ORD-2026-000001")
+    doc = await storage.customers.get(ada["_id"])
+    assert doc["cart"] == after and "ORD-2026-000001" in doc["cleared"]
+
+
+class ShopperChangesCartOnFirstRead:
+    """A collection where the shopper raises a cart line right after the clean-up's first read."""
+
+    def __init__(self, collection, customer_id: int, path: str):
+        self._collection = collection
+        self._customer_id = customer_id
+        self._path = path
+        self.reads = 0
+
+    def __getattr__(self, name):
+        return getattr(self._collection, name)
+
+    async def find_one(self, *args, **kwargs):
+        doc = await self._collection.find_one(*args, **kwargs)
+        self.reads += 1
+        if self.reads == 1:
+            await self._collection.update_one({"_id": self._customer_id}, {"$inc": {self._path: 1}})
+        return doc
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_clearing_a_changed_cart_keeps_a_change_made_between_its_read_and_write(backend):
+    from checkout_server.storage.customers import Customers
+
+    storage = await backend.storage()
+    ada = await storage.customers.create("h", {})
+    await storage.customers.add_to_cart(ada["_id"], 1, 3)  # ordered 2: the slow path
+    racing = ShopperChangesCartOnFirstRead(storage.customers.collection, ada["_id"], "cart.1")
+    customers = Customers(racing, storage.counters)
+    assert await customers.remove_ordered_items(ada["_id"], {1: 2}, "ORD-2026-000001")
+    assert racing.reads == 2  # its guarded write missed the change: read again, written once
+    assert (await storage.customers.get(ada["_id"]))["cart"] == {"1": 2}  # 3 + 1 - 2
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_negative_cart_line_counts_as_zero(backend):
+    # What an older version's crash could leave behind: a line below zero.
+    storage = await backend.storage()
+    ada = await storage.customers.create("h", {})
+    await storage.customers.collection.update_one({"_id": ada["_id"]}, {"$set": {"cart.1": -2, "cart.2": -1}})
+    assert (await storage.customers.add_to_cart(ada["_id"], 1, 1))["cart"]["1"] == 1
+    assert (await storage.customers.add_to_cart(ada["_id"], 2, 5, max_quantity=999))["cart"]["2"] == 5
+    assert await storage.customers.add_to_cart(ada["_id"], 2, 995, max_quantity=999) is None  # 5 + 995
+    await storage.customers.collection.update_one({"_id": ada["_id"]}, {"$set": {"cart.3": -4}})
+    assert await storage.customers.add_to_cart(ada["_id"], 3, 1000, max_quantity=999) is None
+    assert (await storage.customers.set_cart_quantity(ada["_id"], 3, 2))["cart"]["3"] == 2
+    await storage.customers.collection.update_one({"_id": ada["_id"]}, {"$set": {"cart.4": -1}})
+    # A clean-up meeting one takes it out with the rest.
+    assert await storage.customers.remove_ordered_items(ada["_id"], {4: 1, 1: 1}, "ORD-2026-000001")
+    assert (await storage.customers.get(ada["_id"]))["cart"] == {"2": 5, "3": 2}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_adding_to_a_cart_changes_only_that_customers_cart(backend):
+    storage = await backend.storage()
+    ada = await storage.customers.create("h1", {})
+    bob = await storage.customers.create("h2", {})
+    await storage.customers.add_to_cart(ada["_id"], 5, 3, max_quantity=999)
+    assert (await storage.customers.add_to_cart(bob["_id"], 5, 1, max_quantity=999))["cart"] == {"5": 1}
+    assert (await storage.customers.add_to_cart(bob["_id"], 5, 2))["cart"] == {"5": 3}
+    assert (await storage.customers.get(ada["_id"]))["cart"] == {"5": 3}
+    assert (await storage.customers.get(bob["_id"]))["cart"] == {"5": 3}

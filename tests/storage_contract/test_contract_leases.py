@@ -79,3 +79,31 @@ async def test_clearing_a_paid_cart_releases_only_our_own_lock(backend):
                                                 as_read=held, held=held["checkout_lock"])
     doc = await customers.get(ada["_id"])
     assert doc["cart"] == {} and doc["checkout_lock"] == 0.0
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_a_claim_names_its_order_and_a_takeover_tells_it(backend):
+    keys = (await backend.storage()).idempotency
+    fresh = await keys.try_claim("1:k", "h", lease_seconds=-1)
+    assert fresh.ours and fresh.record is None  # a new claim: nothing was there
+    await keys.attach_order("1:k", "ORD-2026-000007")
+    # Its lease is over (the process died): the retry takes it over and learns its order.
+    taken = await keys.try_claim("1:k", "h", lease_seconds=60)
+    assert taken.ours and taken.record["order_key"] == "ORD-2026-000007"
+    assert taken.record["state"] == "running"
+    # A live claim is not ours, and names its order too; `claim` says the same as before.
+    live = await keys.try_claim("1:k", "h", lease_seconds=60)
+    assert not live.ours and live.record["order_key"] == "ORD-2026-000007"
+    assert (await keys.claim("1:k", "h"))["order_key"] == "ORD-2026-000007"
+    # A new order made under the taken-over claim replaces the name; a done key keeps its answer.
+    await keys.attach_order("1:k", "ORD-2026-000008")
+    await keys.finish("1:k", 200, {"order_key": "ORD-2026-000008"})
+    await keys.attach_order("1:k", "ORD-2026-000009")  # not running any more: nothing changes
+    done = await keys.try_claim("1:k", "h", lease_seconds=-1)
+    assert not done.ours and done.record["state"] == "done"
+    assert done.record["order_key"] == "ORD-2026-000008" and done.record["body"] == {"order_key": "ORD-2026-000008"}
+    # Another body never takes a claim over, whatever it names.
+    await keys.try_claim("2:k", "h", lease_seconds=-1)
+    await keys.attach_order("2:k", "ORD-2026-000010")
+    other = await keys.try_claim("2:k", "another body", lease_seconds=60)
+    assert not other.ours and other.record["request_hash"] == "h"

@@ -1,9 +1,19 @@
-"""An example checkout-server plugin: shipping priced by the destination country."""
+"""An example checkout-server plugin: shipping priced by the destination country, and
+payment by invoice (a direct payment: the order is settled when it is placed)."""
 
 from marshmallow import Schema, fields, validate
 
 from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import Address, Cart, ShippingProvider, Support
+from checkout_server.providers import (
+    Address,
+    Cart,
+    OrderInfo,
+    PaymentProvider,
+    PaymentStart,
+    PaymentUrls,
+    ShippingProvider,
+    Support,
+)
 
 
 class CountryRateSettings(Schema):
@@ -33,6 +43,35 @@ class CountryRate(ShippingProvider):
         return self.settings["rates"][address.country.upper()]
 
 
+class InvoiceSettings(Schema):
+    # The most one invoice may be for, in minor units.
+    credit_limit = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+
+
+class Invoice(PaymentProvider):
+    """Pay by invoice: the order is settled when placed and billed to the customer later."""
+
+    name = "invoice"
+    flow = "direct"
+    settings_schema = InvoiceSettings
+
+    def supports(self, cart: Cart) -> Support:
+        # cart.total is what the invoice bills: the goods, plus shipping at checkout.
+        if cart.total > self.settings["credit_limit"]:
+            return Support.no(f"pay by invoice is for orders up to "
+                              f"{self.settings['credit_limit']} {cart.currency} (minor units)")
+        return Support.yes()
+
+    async def start(self, order: OrderInfo, urls: PaymentUrls) -> PaymentStart:
+        # No gateway to wait for: the shop trusts the customer, so the order is settled now.
+        return PaymentStart(settled=True, reference=f"invoice-{order.order_key}")
+
+
 @hookimpl
 def register_shipping_providers(register):
     register(CountryRate)
+
+
+@hookimpl
+def register_payment_providers(register):
+    register(Invoice)
