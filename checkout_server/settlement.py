@@ -102,10 +102,15 @@ async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement
         log.error("order %s is CANCELLED but the gateway took a payment for it (%s): it needs a refund",
                   moved["_id"], reason)
     await reservations.fault_point("settled")
-    if target == "PROCESSING":
-        await complete_paid(storage, moved)
-    else:
-        await reservations.finish_release(storage, moved)
+    try:
+        if target == "PROCESSING":
+            await complete_paid(storage, moved)
+        else:
+            await reservations.finish_release(storage, moved)
+    except Exception:
+        # The status has moved and is the answer; the reconciler finishes the stock and cart.
+        log.exception("order %s: %s, but finishing its stock and cart failed; the reconciler "
+                      "will finish it", moved["_id"], target)
     return Settlement(result_of(moved), moved, True)
 
 

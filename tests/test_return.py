@@ -184,3 +184,30 @@ async def test_forged_notification_is_400_and_changes_nothing():
         assert (await s.storage.orders.get(key))["status"] == "HOLD"
         r = await notify(s, {"order": key}, method=kit.DIRECT)
         assert r.status == 400  # the direct method takes no notifications
+
+
+@pytest.mark.gen_test
+async def test_a_paid_return_whose_clean_up_fails_still_answers_paid(monkeypatch):
+    from pymongo.errors import AutoReconnect
+
+    from checkout_server import reservations
+
+    async with shop() as s:
+        p, c, key = await redirect_order(s)
+        kit.GATEWAY_STATE[key] = paid(2500)
+
+        async def blip(*args, **kwargs):
+            raise AutoReconnect("primary stepped down")
+
+        # The order moved to PROCESSING; then the database blips before its stock and cart are done.
+        monkeypatch.setattr(s.storage.products, "commit", blip)
+        r = await come_back(s, key)
+        assert r.status == 302 and r.headers["Location"].endswith("payment=paid")
+        assert (await s.storage.orders.get(key))["status"] == "PROCESSING"
+        monkeypatch.undo()
+        await reservations.reconcile(s.storage)
+        order = await s.storage.orders.get(key)
+        assert order["stock"] == "committed"
+        assert (await s.storage.customers.get(c.id))["cart"] == {}
+        assert (await s.storage.products.get(p["_id"]))["holds"] == {}
+        await assert_stock_invariant(s.storage)
