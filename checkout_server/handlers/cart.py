@@ -29,8 +29,9 @@ class CartBase(BaseHandler):
         return product
 
     def check_line_count(self, product_id: int) -> None:
-        cart = self.customer.get("cart") or {}
-        if str(product_id) not in cart and len(cart) >= MAX_CART_LINES:
+        # Lines at zero or below (left by an interrupted clean-up) are not in the cart.
+        lines = {p for p, q in (self.customer.get("cart") or {}).items() if q > 0}
+        if str(product_id) not in lines and len(lines) >= MAX_CART_LINES:
             raise APIError(400, f"a cart holds at most {MAX_CART_LINES} different products")
 
 
