@@ -74,6 +74,8 @@ class Application(tornado.web.Application):
         table = MethodTable.build(config, payment, shipping)
         self.method_registry = MethodRegistry(table, plugin_manager)
         self.storage = storage
+        # Requests being answered (BaseHandler adds and removes itself): a SIGTERM waits for them.
+        self.inflight_requests: set = set()
         routes = all_handlers() + collect_routes(plugin_manager)
         for _pattern, handler, *_ in routes:
             if getattr(handler, "auth", None) not in AUTH_LEVELS:

@@ -1,8 +1,9 @@
 """The checkout: validate the cart, create the order, reserve its stock, start its payment.
 
 `checkout_cart` is the whole of POST /api/shop/checkout/cart below HTTP. It answers
-`(status, body)` or raises `CheckoutError(status, message, fields)`; every path that fails
-after the order was written gives every unit back and leaves the cart as it was.
+`(status, body)` or raises `CheckoutError(status, message, fields)`. A failure before the
+order's payment is recorded gives every unit back (at once, or through the reconciler) and
+leaves the cart as it was; once it is recorded, the answer is fixed and nothing raises.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from . import reservations
 from .availability import payment_support, shipping_offer
 from .carts import LoadedCart, load_cart, to_address
 from .providers import GatewayError, PaymentStart, PaymentUrls, ProviderError
-from .settlement import complete_paid, order_info
+from .settlement import order_info
+from .storage.customers import ADDRESS_FIELDS, PROFILE_FIELDS
 
 log = logging.getLogger("checkout_server.checkout")
 
-PROFILE_FIELDS = ("first_name", "last_name", "email", "phone")
 MAX_IDEMPOTENCY_KEY = 255
 # One checkout per customer at a time; a lock left by a crashed process expires after this.
 # Longer than any checkout takes: the payment start is cut off after `start_deadline()`
@@ -276,7 +277,7 @@ async def _finish_paid(storage, order: dict, lock: CheckoutLock) -> None:
     finishes paid orders), and the checkout still answers with the order.
     """
     try:
-        await complete_paid(storage, order, lock)
+        await reservations.finish_commit(storage, order, lock)
     except Exception:
         log.exception("order %s is paid, but finishing it failed; the reconciler will finish it", order["_id"])
 
@@ -359,7 +360,7 @@ def _refusal(problems: dict[str, list[str]]) -> CheckoutError:
 def _build_order(order_key, customer, loaded, request, address_doc, payment, shipping, cost, site, now) -> dict:
     cart = loaded.cart
     name = f"{customer.get('first_name') or ''} {customer.get('last_name') or ''}".strip()
-    address = {k: address_doc.get(k, "") for k in ("id", "line1", "line2", "city", "postal_code", "country")}
+    address = {k: address_doc.get(k, "") for k in ADDRESS_FIELDS}
     return {
         "_id": order_key,
         "customer": customer["_id"],
@@ -485,11 +486,10 @@ async def _record_payment(storage, order: dict, changes: dict, history: dict | N
                                                current=order)
     except Exception:
         current = await storage.orders.get(order["_id"])  # failing too: the original error stands as cause
-        attempt = (order.get("payment") or {}).get("attempt")
+        payment = (current or {}).get("payment") or {}
         if (current is not None and current.get("status") in ("HOLD", "PROCESSING")
-                and current.get("stock") != "reserving"
-                and (current.get("payment") or {}).get("attempt") == attempt
-                and "next_step" in (current.get("payment") or {})):
+                and current.get("stock") != "reserving" and "next_step" in payment
+                and payment.get("attempt") == (order.get("payment") or {}).get("attempt")):
             log.warning("order %s: its payment was recorded, though the write's answer was lost", order["_id"])
             return current
         raise
@@ -498,6 +498,7 @@ async def _record_payment(storage, order: dict, changes: dict, history: dict | N
 async def _start_payment(storage, payment, order: dict, urls: PaymentUrls) -> PaymentStart:
     """provider.start, or cancel the order (units back, cart untouched) and raise 503/500."""
     provider = payment.provider
+    method = f"payment method {payment.id}: {payment.title}"
     try:
         try:
             start = await asyncio.wait_for(provider.start(order_info(order), urls), start_deadline())
@@ -510,20 +511,17 @@ async def _start_payment(storage, payment, order: dict, urls: PaymentUrls) -> Pa
         return start
     except GatewayError as exc:
         log.warning("order %s: payment method %s could not start the payment: %s", order["_id"], payment.id, exc)
-        await reservations.cancel_order(storage, order, {"stock": "reserving"},
-                                        f"payment service unavailable: {exc}")
-        raise CheckoutError(503, f"the payment service is unavailable, please try again later "
-                                 f"(payment method {payment.id}: {payment.title})") from None
+        reason = f"payment service unavailable: {exc}"
+        error = CheckoutError(503, f"the payment service is unavailable, please try again later ({method})")
     except ProviderError as exc:
         # The provider (or its gateway, with a 4xx) refused this payment; its message is safe to show.
         log.warning("order %s: payment method %s refused to start the payment: %s", order["_id"], payment.id, exc)
-        await reservations.cancel_order(storage, order, {"stock": "reserving"}, f"payment refused: {exc}")
-        raise CheckoutError(503, f"the payment service could not start the payment: {exc} "
-                                 f"(payment method {payment.id}: {payment.title})") from None
+        reason = f"payment refused: {exc}"
+        error = CheckoutError(503, f"the payment service could not start the payment: {exc} ({method})")
     except Exception:
         log.exception("order %s: payment method %s (%s) failed to start the payment",
                       order["_id"], payment.id, provider.name)
-        await reservations.cancel_order(storage, order, {"stock": "reserving"},
-                                        "payment could not be started: internal error")
-        raise CheckoutError(500, "internal server error: the payment could not be started; "
-                                 "nothing was charged") from None
+        reason = "payment could not be started: internal error"
+        error = CheckoutError(500, "internal server error: the payment could not be started; nothing was charged")
+    await reservations.cancel_order(storage, order, {"stock": "reserving"}, reason)
+    raise error

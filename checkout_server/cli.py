@@ -10,10 +10,22 @@ import os
 import signal
 import sys
 
+from tornado.httpserver import HTTPServer
+
+from .app import Application
 from .checkout import LOCK_SECONDS
 from .config import ConfigError, config_path, load_config
-from .pluginmanager import PLUGINS_ENV, PluginError
-from .storage.embedded import DataDirInUse
+from .demo import DEMO_CONFIG_PATH, follow_listen_address, print_demo, seed_demo
+from .methods import MethodTable
+from .pluginmanager import (
+    PLUGINS_ENV,
+    PluginError,
+    collect_providers,
+    get_plugin_manager,
+    get_plugins,
+)
+from .storage import Storage
+from .storage.embedded import DataDirInUse, EmbeddedMongo
 
 log = logging.getLogger("checkout_server")
 
@@ -68,15 +80,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def list_plugins(args) -> int:
-    from .pluginmanager import get_plugin_manager, get_plugins
-
     pm = get_plugin_manager()
     plugins = get_plugins(pm)
     methods = None
     if args.config:
-        from .methods import MethodTable
-        from .pluginmanager import collect_providers
-
         # The checks start-up and SIGHUP make, so an admin can try a file before a reload.
         table = MethodTable.build(load_config(args.config), *collect_providers(pm))
         methods = [{"id": m.id, "kind": m.config.kind, "provider": m.config.provider,
@@ -108,7 +115,6 @@ def list_plugins(args) -> int:
 def resolve_config(args):
     config = _read_config(args)
     if args.demo:  # the demo runs on this machine: its loopback URLs follow --port/PORT
-        from .demo import follow_listen_address
         config = follow_listen_address(config, args.host, args.port)
     return config
 
@@ -116,7 +122,6 @@ def resolve_config(args):
 def _read_config(args):
     path = config_path(args.config)
     if args.demo and not args.config and not os.environ.get("CHECKOUT_CONFIG") and not os.path.exists(path):
-        from .demo import DEMO_CONFIG_PATH
         path = str(DEMO_CONFIG_PATH)
     if not os.path.exists(path) and not args.config and not os.environ.get("CHECKOUT_CONFIG"):
         log.warning("no config file at %s: running with no payment or shipping methods", path)
@@ -125,12 +130,6 @@ def _read_config(args):
 
 
 async def serve_forever(args) -> int:
-    from tornado.httpserver import HTTPServer
-
-    from .app import Application
-    from .storage import Storage
-    from .storage.embedded import EmbeddedMongo
-
     # Signals are ours from the start: a SIGTERM during start-up stops cleanly (exit 0), a
     # SIGHUP before the methods exist has nothing to reload.
     stop = asyncio.Event()
@@ -142,9 +141,8 @@ async def serve_forever(args) -> int:
 
     config = resolve_config(args)
     # Fail on an unknown provider or bad settings before starting anything.
-    from .methods import MethodTable
-    from .pluginmanager import collect_providers, get_plugin_manager
-    MethodTable.build(config, *collect_providers(get_plugin_manager()))
+    plugin_manager = get_plugin_manager()
+    MethodTable.build(config, *collect_providers(plugin_manager))
     # Only a file that builds is announced: a refused one is reported as an error alone.
     log.info("config %s: %d payment and %d shipping methods, site %s", config.path or "(none)",
              len(config.payment_methods), len(config.shipping_methods), config.site.base_url)
@@ -156,14 +154,14 @@ async def serve_forever(args) -> int:
         uri = embedded.start()
     storage = Storage.connect(uri, "checkout")
     try:
-        app = Application(storage, config, admin_token=os.environ.get("CHECKOUT_ADMIN_TOKEN"))
+        app = Application(storage, config, plugin_manager=plugin_manager,
+                          admin_token=os.environ.get("CHECKOUT_ADMIN_TOKEN"))
         await app.startup()
         running["app"] = app
         if stop.is_set():
             await app.shutdown()
             return 0
         if args.demo:
-            from .demo import print_demo, seed_demo
             seeded = await seed_demo(storage, app.method_registry.table)
         # Above the handlers' own limit (base.MAX_BODY_BYTES), so they can answer a JSON 413.
         server = HTTPServer(app, xheaders=True, max_body_size=1024 * 1024)
@@ -197,7 +195,7 @@ def _on_sighup(app, args) -> None:
 
 async def drain(app, timeout: float) -> None:
     """Wait until the requests in flight have answered (new ones are no longer accepted)."""
-    inflight = app.__dict__.get("inflight_requests", set())
+    inflight = app.inflight_requests
     deadline = asyncio.get_running_loop().time() + timeout
     while inflight and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
@@ -221,8 +219,8 @@ async def reload_config(app, args) -> bool:
 
 async def serve_fake_gateway(args) -> int:
     """Serve a plugin's fake gateway until SIGINT/SIGTERM; point a method's `base_url` at it."""
+    # Imported here: the fakes' aiohttp server is for this command only.
     from .fakegateway import collect_fake_gateways, serve_until_stopped
-    from .pluginmanager import get_plugin_manager
 
     fakes = collect_fake_gateways(get_plugin_manager())
     if args.name not in fakes:

@@ -104,7 +104,7 @@ async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement
     await reservations.fault_point("settled")
     try:
         if target == "PROCESSING":
-            await complete_paid(storage, moved)
+            await reservations.finish_commit(storage, moved)
         else:
             await reservations.finish_release(storage, moved)
     except Exception:
@@ -129,11 +129,3 @@ async def _flag_paid_after_cancel(storage, order: dict, check: PaymentCheck) -> 
     await storage.orders.transition(order["_id"], {"status": "CANCELLED"}, {"payment.refund_needed": True},
                                     history={"status": "CANCELLED", "reason": REFUND_NEEDED}, current=order)
 
-
-async def complete_paid(storage, order: dict, lock=None) -> None:
-    """After an order is paid: its units are sold, and its items leave the cart (once).
-
-    `lock`: the checkout's own lock when the payment settled during the checkout (released
-    in the same update that clears the cart).
-    """
-    await reservations.finish_commit(storage, order, lock)

@@ -510,6 +510,23 @@ async def follow_next_step(shop: TestShop, next_step: str, choice: str = "approv
     return await return_to_shop(shop, await shopper_choice(next_step, choice), method_id)
 
 
+async def units_held_by_orders(storage) -> dict[int, int]:
+    """{product id: units in its HOLD and PROCESSING orders}: the stock ledger's other side."""
+    held: dict[int, int] = {}
+    for order in await storage.orders.find({"status": {"$in": ["HOLD", "PROCESSING"]}}, limit=1_000_000):
+        for item in order["items"]:
+            held[item["product"]] = held.get(item["product"], 0) + item["quantity"]
+    return held
+
+
+def stock_ledger_problem(product: dict, held: Mapping[int, int]) -> str | None:
+    """What is wrong with `product`'s ledger (received == stock + `held` units), or None."""
+    pid = product["_id"]
+    if product["received"] == product["stock"] + held.get(pid, 0):
+        return None
+    return f"product {pid}: received {product['received']} != stock {product['stock']} + held by orders {held.get(pid, 0)}"
+
+
 async def assert_consistent(shop: TestShop, order_key: str | None, *, customer: Customer,
                             stock: Mapping[int, int], cart: Mapping[int, int],
                             status: str | None = None) -> None:
@@ -523,19 +540,14 @@ async def assert_consistent(shop: TestShop, order_key: str | None, *, customer: 
       then `status` unless that is HOLD). Without: the customer has no HOLD or PROCESSING order.
     """
     assert (order_key is None) == (status is None), "give the order's status with its key, or neither"
-    problems = []
-    held: dict[int, int] = {}
-    for order in await shop.storage.orders.find({"status": {"$in": ["HOLD", "PROCESSING"]}}, limit=100_000):
-        for item in order["items"]:
-            held[item["product"]] = held.get(item["product"], 0) + item["quantity"]
-    for product in await shop.storage.products.all():
+    held = await units_held_by_orders(shop.storage)
+    products = await shop.storage.products.all()
+    problems = [problem for product in products if (problem := stock_ledger_problem(product, held))]
+    for product in products:
         pid = product["_id"]
-        if product["received"] != product["stock"] + held.get(pid, 0):
-            problems.append(f"product {pid}: received {product['received']} != stock {product['stock']} "
-                            f"+ held by orders {held.get(pid, 0)}")
         if pid in stock and product["stock"] != stock[pid]:
             problems.append(f"product {pid}: stock {product['stock']}, expected {stock[pid]}")
-    for pid in set(stock) - {product["_id"] for product in await shop.storage.products.all()}:
+    for pid in set(stock) - {product["_id"] for product in products}:
         problems.append(f"product {pid} does not exist")
     stored_cart = (await shop.storage.customers.get(customer.id))["cart"]
     if {int(pid): quantity for pid, quantity in stored_cart.items()} != dict(cart):

@@ -1,12 +1,13 @@
 """Small in-test payment and shipping providers, and a config using them.
 
-Registered with `TestShop(config=CONFIG, plugins=[checkout_fixtures])`; the core's tests never
-depend on the first-party plugin packages.
+Registered with `TestShop(config=CONFIG, plugins=[checkout_fixtures])` (what `shop()` gives);
+the core's tests never depend on the first-party plugin packages.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from urllib.parse import parse_qs, urlsplit
 
 from checkout_server.hookspecs import hookimpl
@@ -21,6 +22,7 @@ from checkout_server.providers import (
     ShippingProvider,
     Support,
 )
+from checkout_server.testing import TestShop
 
 GATEWAY = "https://gateway.test"
 # What the fake redirect gateway says about each order's payment: {order_key: PaymentCheck}.
@@ -159,3 +161,8 @@ CONFIG = {
         {"id": INACTIVE_SHIPPING, "provider": "test_flat", "title": "Switched off", "active": False},
     ],
 }
+
+
+def shop(**kwargs) -> TestShop:
+    """A TestShop with these providers and CONFIG (or `config=...`)."""
+    return TestShop(config=kwargs.pop("config", CONFIG), plugins=[sys.modules[__name__]], **kwargs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from checkout_server.reservations import reconcile
+from checkout_server.testing import stock_ledger_problem, units_held_by_orders
 
 
 async def assert_stock_invariant(storage, *, run_reconciler: bool = True) -> None:
@@ -15,16 +16,11 @@ async def assert_stock_invariant(storage, *, run_reconciler: bool = True) -> Non
     """
     if run_reconciler:
         await reconcile(storage, stale_after=timedelta(0))
-    held: dict[int, int] = {}
-    for order in await storage.orders.find({"status": {"$in": ["HOLD", "PROCESSING"]}}, limit=1_000_000):
-        for item in order["items"]:
-            held[item["product"]] = held.get(item["product"], 0) + item["quantity"]
+    held = await units_held_by_orders(storage)
     problems = []
     for product in await storage.products.all():
-        pid = product["_id"]
         if product["stock"] < 0:
-            problems.append(f"product {pid}: negative stock {product['stock']}")
-        if product["received"] != product["stock"] + held.get(pid, 0):
-            problems.append(f"product {pid}: received {product['received']} != stock {product['stock']} "
-                            f"+ held by orders {held.get(pid, 0)}")
+            problems.append(f"product {product['_id']}: negative stock {product['stock']}")
+        if problem := stock_ledger_problem(product, held):
+            problems.append(problem)
     assert not problems, "stock invariant broken:\n" + "\n".join(problems)

@@ -14,7 +14,6 @@ from pymongo.errors import AutoReconnect
 from checkout_server import checkout as checkout_module
 from checkout_server import reservations
 from checkout_server.sweeper import sweep
-from checkout_server.testing import TestShop
 
 ORDER_KEY = re.compile(r"^ORD-\d{4}-\d{6}$")
 
@@ -25,8 +24,7 @@ def fresh_gateway():
     kit.CALLS.clear()
 
 
-def shop(**kwargs) -> TestShop:
-    return TestShop(config=kwargs.pop("config", kit.CONFIG), plugins=[kit], **kwargs)
+shop = kit.shop
 
 
 async def cart_of(customer) -> dict:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 import checkout_fixtures as kit
 import pytest
@@ -11,12 +12,10 @@ from invariants import assert_stock_invariant
 from pymongo.errors import AutoReconnect
 
 from checkout_server import checkout as checkout_module
+from checkout_server.storage import idempotency as keys_module
 from checkout_server.sweeper import sweep
-from checkout_server.testing import TestShop
 
-
-def shop() -> TestShop:
-    return TestShop(config=kit.CONFIG, plugins=[kit])
+shop = kit.shop
 
 
 @pytest.mark.gen_test
@@ -125,36 +124,43 @@ class Killed(BaseException):
     """What a SIGKILL leaves: nothing after this point runs, `forget` included."""
 
 
+async def checkout_killed_before_its_answer_is_stored(s, c, monkeypatch, payment_method: int, key: str):
+    """A keyed checkout whose process dies after it ran, before the key's answer was stored."""
+
+    async def killed(*args, **kwargs):
+        raise Killed()
+
+    monkeypatch.setattr(s.storage.idempotency, "finish", killed)
+    with pytest.raises(Killed):
+        await checkout_module.checkout_cart(
+            s.storage, s.methods, await s.storage.customers.get(c.id),
+            {"address": c.address_id, "payment_method": payment_method, "shipping_method": kit.FLAT,
+             "notes": ""}, key)
+    monkeypatch.undo()
+
+
+def after_the_lease(monkeypatch) -> None:
+    """Move the keys' clock past a claim's lease (checkout.LOCK_SECONDS)."""
+    clock = keys_module.time
+    monkeypatch.setattr(keys_module, "time",
+                        SimpleNamespace(time=lambda: clock.time() + checkout_module.LOCK_SECONDS + 1))
+
+
 @pytest.mark.gen_test
 async def test_a_key_left_running_by_a_killed_process_works_again_after_its_lease(monkeypatch):
-    from types import SimpleNamespace
-
-    from checkout_server.storage import idempotency as keys_module
-
     async with shop() as s:
         p = await s.product(stock=10)
         c = await s.customer(cart={p["_id"]: 1})
 
         # The process dies after the checkout answered, before the key's answer was stored.
-        async def killed(*args, **kwargs):
-            raise Killed()
-
-        monkeypatch.setattr(s.storage.idempotency, "finish", killed)
-        with pytest.raises(Killed):
-            await checkout_module.checkout_cart(
-                s.storage, s.methods, await s.storage.customers.get(c.id),
-                {"address": c.address_id, "payment_method": kit.REDIRECT, "shipping_method": kit.FLAT,
-                 "notes": ""}, "k-8")
-        monkeypatch.undo()
+        await checkout_killed_before_its_answer_is_stored(s, c, monkeypatch, kit.REDIRECT, "k-8")
         [order] = await s.storage.orders.find({})
         # Within the lease the claim looks like a request still running, but it names its
         # order, whose payment is recorded: that fixes the answer, so the retry gets it.
         r = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-8")
         assert r.status == 200 and r.body == {"next_step": order["payment"]["next_step"]}
         # The lease (checkout.LOCK_SECONDS) is over: the same answer (stored by now).
-        clock = keys_module.time
-        later = SimpleNamespace(time=lambda: clock.time() + checkout_module.LOCK_SECONDS + 1)
-        monkeypatch.setattr(keys_module, "time", later)
+        after_the_lease(monkeypatch)
         r = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-8")
         assert r.status == 200 and r.body == {"next_step": order["payment"]["next_step"]}
         monkeypatch.undo()
@@ -201,30 +207,14 @@ async def test_an_answer_that_could_not_be_stored_is_answered_from_its_order(mon
 
 @pytest.mark.gen_test
 async def test_a_taken_over_key_answers_the_order_of_the_request_that_died(monkeypatch):
-    from types import SimpleNamespace
-
-    from checkout_server.storage import idempotency as keys_module
-
     async with shop() as s:
         p = await s.product(stock=10)
         c = await s.customer(cart={p["_id"]: 2})
-
-        async def killed(*args, **kwargs):
-            raise Killed()
-
         # Killed after a direct checkout (the cart emptied), before its answer was stored.
-        monkeypatch.setattr(s.storage.idempotency, "finish", killed)
-        with pytest.raises(Killed):
-            await checkout_module.checkout_cart(
-                s.storage, s.methods, await s.storage.customers.get(c.id),
-                {"address": c.address_id, "payment_method": kit.DIRECT, "shipping_method": kit.FLAT,
-                 "notes": ""}, "k-10")
-        monkeypatch.undo()
+        await checkout_killed_before_its_answer_is_stored(s, c, monkeypatch, kit.DIRECT, "k-10")
         [order] = await s.storage.orders.find({})
         # After the lease the retry takes the claim over: its order is the answer, for good.
-        clock = keys_module.time
-        monkeypatch.setattr(keys_module, "time",
-                            SimpleNamespace(time=lambda: clock.time() + checkout_module.LOCK_SECONDS + 1))
+        after_the_lease(monkeypatch)
         r = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-10")
         assert r.status == 200 and r.body == {"order_key": order["_id"]}
         monkeypatch.undo()
@@ -236,10 +226,6 @@ async def test_a_taken_over_key_answers_the_order_of_the_request_that_died(monke
 
 @pytest.mark.gen_test
 async def test_a_claim_naming_a_cancelled_order_runs_again(monkeypatch):
-    from types import SimpleNamespace
-
-    from checkout_server.storage import idempotency as keys_module
-
     async with shop() as s:
         p = await s.product(stock=10)
         c = await s.customer(cart={p["_id"]: 1})
@@ -250,9 +236,7 @@ async def test_a_claim_naming_a_cancelled_order_runs_again(monkeypatch):
         assert claim["state"] == "running" and claim["order_key"]
         # Within its lease: still running. After it: a real retry, not that order's key.
         assert (await c.checkout(kit.DOWN, kit.FLAT, idempotency_key="k-11")).status == 409
-        clock = keys_module.time
-        monkeypatch.setattr(keys_module, "time",
-                            SimpleNamespace(time=lambda: clock.time() + checkout_module.LOCK_SECONDS + 1))
+        after_the_lease(monkeypatch)
         assert (await c.checkout(kit.DOWN, kit.FLAT, idempotency_key="k-11")).status == 503
         assert await s.storage.orders.count({"status": "CANCELLED"}) == 2
         await assert_stock_invariant(s.storage)

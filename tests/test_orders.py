@@ -5,14 +5,11 @@ from __future__ import annotations
 import checkout_fixtures as kit
 import pytest
 
-from checkout_server.testing import TestShop
-
 DETAIL_FIELDS = {"order_key", "status", "items", "subtotal", "shipping_cost", "total", "currency",
                  "payment_method", "shipping_method", "address", "notes", "created_at"}
 
 
-def shop() -> TestShop:
-    return TestShop(config=kit.CONFIG, plugins=[kit])
+shop = kit.shop
 
 
 @pytest.mark.gen_test

@@ -19,7 +19,6 @@ from checkout_server import reservations
 from checkout_server.handlers.base import hash_token
 from checkout_server.providers import PaymentCheck, PaymentState
 from checkout_server.storage import Storage
-from checkout_server.testing import TestShop
 
 TESTS = Path(__file__).parent
 
@@ -39,8 +38,7 @@ def crash():
     raise Crash("injected fault")
 
 
-def shop() -> TestShop:
-    return TestShop(config=kit.CONFIG, plugins=[kit])
+shop = kit.shop
 
 
 @pytest.mark.parametrize("point", ["order_inserted", "stock_reserved", "payment_started"])

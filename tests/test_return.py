@@ -11,7 +11,6 @@ from invariants import assert_stock_invariant
 
 from checkout_server.providers import PaymentCheck, PaymentState
 from checkout_server.settlement import settle
-from checkout_server.testing import TestShop
 
 
 @pytest.fixture(autouse=True)
@@ -20,8 +19,7 @@ def fresh_gateway():
     kit.CALLS.clear()
 
 
-def shop() -> TestShop:
-    return TestShop(config=kit.CONFIG, plugins=[kit])
+shop = kit.shop
 
 
 async def redirect_order(s, stock=5, quantity=2, price=1000):

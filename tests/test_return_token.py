@@ -15,7 +15,6 @@ from invariants import assert_stock_invariant
 
 from checkout_server.methods import MethodTable
 from checkout_server.providers import PaymentCheck, PaymentState
-from checkout_server.testing import TestShop
 
 
 @pytest.fixture(autouse=True)
@@ -24,8 +23,7 @@ def fresh_gateway():
     kit.CALLS.clear()
 
 
-def shop() -> TestShop:
-    return TestShop(config=kit.CONFIG, plugins=[kit])
+shop = kit.shop
 
 
 async def held_order(s, quantity=2):

@@ -26,8 +26,7 @@ def fresh_gateway():
     kit.GATEWAY_STATE.clear()
 
 
-def shop() -> TestShop:
-    return TestShop(config=kit.CONFIG, plugins=[kit])
+shop = kit.shop
 
 
 async def hold(s, stock=5, quantity=2):

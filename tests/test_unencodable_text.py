@@ -9,11 +9,7 @@ from __future__ import annotations
 import checkout_fixtures as kit
 import pytest
 
-from checkout_server.testing import TestShop
-
-
-def shop() -> TestShop:
-    return TestShop(config=kit.CONFIG, plugins=[kit])
+shop = kit.shop
 
 
 def assert_refused(r, field: str) -> None:

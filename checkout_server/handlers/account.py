@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from ..schemas import AddressSchema, ProfileSchema
-from ..storage.customers import PROFILE_FIELDS
+from ..storage.customers import ADDRESS_FIELDS, PROFILE_FIELDS
 from .base import APIError, BaseHandler
 
 # An address book is part of the customer document: keep it small.
 MAX_ADDRESSES = 50
-ADDRESS_FIELDS = ("id", "line1", "line2", "city", "postal_code", "country")
 
 
 def profile_json(customer: dict) -> dict:

@@ -55,11 +55,10 @@ class BaseHandler(tornado.web.RequestHandler):
     def initialize(self, **kwargs):
         self.customer: dict | None = None
         self.is_admin = False
-        # Requests in flight, so a SIGTERM can wait for them before closing (cli.py).
-        self.application.__dict__.setdefault("inflight_requests", set()).add(self)
+        self.application.inflight_requests.add(self)
 
     def on_finish(self):
-        self.application.__dict__.get("inflight_requests", set()).discard(self)
+        self.application.inflight_requests.discard(self)
 
     # -- settings through properties
     @property

@@ -16,6 +16,7 @@ import time
 from pymongo import ReturnDocument
 
 PROFILE_FIELDS = ("first_name", "last_name", "email", "phone")
+ADDRESS_FIELDS = ("id", "line1", "line2", "city", "postal_code", "country")
 # How long a `cleared.<order key>` entry is kept. Only a settlement still finishing the
 # order (or the reconciler finishing it for a crashed one) repeats the removal, within
 # minutes; a week leaves room for any stall.

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 
-import aiohttp
 import tornado.web
 from tornado.escape import xhtml_escape
 
+from checkout_server.gatewayhttp import GatewayClient
 from checkout_server.hookspecs import hookimpl
 from checkout_server.providers import (
     GatewayError,
@@ -26,38 +26,35 @@ from checkout_server.providers import (
 )
 
 RETURN_PATH = "/api/shop/checkout/return/"
-TIMEOUT = aiohttp.ClientTimeout(total=10)
+TIMEOUT = 10.0
 
 
 class SandboxPayment(PaymentProvider):
     name = "sandbox"
     flow = "redirect"
 
-    session: aiohttp.ClientSession | None = None
+    def __init__(self, method, settings):
+        super().__init__(method, settings)
+        # No fixed base URL: the gateway is this service, at the address each order was given.
+        self.gateway = GatewayClient("sandbox gateway", "", timeout=TIMEOUT)
 
     async def startup(self) -> None:
-        self.session = aiohttp.ClientSession(timeout=TIMEOUT)
+        await self.gateway.open()
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        await self.gateway.close()
 
     async def _call(self, method: str, url: str, body: dict | None = None) -> dict:
-        if self.session is None:
-            await self.startup()
+        await self.gateway.open()  # a provider used without startup() (a unit test) opens it here
         try:
-            async with self.session.request(method, url, json=body) as response:
-                if response.status != 200:
-                    raise GatewayError(f"sandbox gateway answered {response.status}")
-                data = await response.json(content_type=None)
-        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            answer = await self.gateway.request(method, url, json=body)
+        except GatewayError as exc:
             # The URL says which base_url was used: a wrong [site] base_url (another port) shows here.
-            raise GatewayError(f"sandbox gateway unreachable at {url} "
-                               f"(is [site] base_url this server?): {exc.__class__.__name__}") from None
-        if not isinstance(data, dict):
-            raise GatewayError("sandbox gateway answered garbage")
-        return data
+            raise GatewayError(f"sandbox gateway unreachable at {url} (is [site] base_url this server?): "
+                               f"{exc}") from None
+        if answer.status != 200:
+            raise GatewayError(f"sandbox gateway answered {answer.status}")
+        return answer.body
 
     async def start(self, order, urls) -> PaymentStart:
         # The gateway is this service: its public address is where the return URL points.
