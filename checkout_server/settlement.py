@@ -101,8 +101,8 @@ async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement
     if changes.get("payment.refund_needed"):
         log.error("order %s is CANCELLED but the gateway took a payment for it (%s): it needs a refund",
                   moved["_id"], reason)
-    await reservations.fault_point("settled")
     try:
+        await reservations.fault_point("settled")
         if target == "PROCESSING":
             await reservations.finish_commit(storage, moved)
         else:
