@@ -20,8 +20,22 @@ from datetime import UTC, datetime, timedelta
 from . import reservations
 from .availability import payment_support, shipping_offer
 from .carts import LoadedCart, load_cart, to_address
-from .providers import GatewayError, PaymentStart, PaymentUrls, ProviderError
-from .settlement import order_info
+from .providers import (
+    GatewayError,
+    PaymentStart,
+    PaymentState,
+    PaymentUrls,
+    ProviderError,
+)
+from .settlement import (
+    FAILED,
+    PAID,
+    ask_gateway,
+    method_for,
+    no_method_reason,
+    order_info,
+    settle,
+)
 from .storage.customers import ADDRESS_FIELDS, PROFILE_FIELDS
 
 log = logging.getLogger("checkout_server.checkout")
@@ -34,10 +48,17 @@ MAX_IDEMPOTENCY_KEY = 255
 # races a live checkout. An Idempotency-Key's claim has the same lease.
 LOCK_SECONDS = 90.0
 # A repeat checkout of an unchanged cart answers its HOLD order only while the hold has at
-# least this long to run: a shopper sent to pay should have the time to, and the sweeper
-# cancels an expired hold at its next pass. Closer to expiry a new order is placed (the old
-# one expires as usual).
+# least `reuse_hold_min_left` to run: a shopper sent to pay should have the time to, and the
+# sweeper cancels an expired hold at its next pass. Closer to expiry the old order's gateway
+# is asked first (it may have been paid, its return lost), and only an order that will never
+# be paid is replaced. At most this long, and at most half the hold: with a short
+# `hold_minutes` an immediate retry must still find its order.
 REUSE_HOLD_MIN_LEFT = timedelta(minutes=5)
+
+
+def reuse_hold_min_left(hold_minutes: int) -> timedelta:
+    """How long a HOLD order must still have to run for a repeat to answer it as it is."""
+    return min(REUSE_HOLD_MIN_LEFT, timedelta(minutes=hold_minutes) / 2)
 
 
 def start_deadline() -> float:
@@ -224,7 +245,7 @@ async def _checkout_once(storage, table, customer: dict, request: dict, locked: 
     last_checkout = None
     try:
         fingerprint = checkout_fingerprint(customer)
-        answer = await _repeat_answer(storage, lock, fingerprint)
+        answer = await _repeat_answer(storage, table, lock, fingerprint, request)
         if answer is not None:
             return 200, answer
         body, order_key = await place_order(storage, table, lock, request, key_id=key_id)
@@ -236,14 +257,17 @@ async def _checkout_once(storage, table, customer: dict, request: dict, locked: 
         await lock.release_quietly(last_checkout)
 
 
-async def _repeat_answer(storage, lock: CheckoutLock, fingerprint: str) -> dict | None:
+async def _repeat_answer(storage, table, lock: CheckoutLock, fingerprint: str, request: dict) -> dict | None:
     """The answer for a repeat of the customer's last checkout of this same cart, or None.
 
-    - its order still HOLD with at least REUSE_HOLD_MIN_LEFT to go: its `next_step`;
+    - its order still HOLD with at least `reuse_hold_min_left` to go: its `next_step`;
+    - HOLD with less left: its gateway is asked (`_settle_previous`): paid -> its
+      `order_key`; undecided -> 409; never paid -> cancelled, and a new order is placed;
     - its order PROCESSING (paid at once) but its items not yet out of the cart (that
       write failed): its `order_key`, after finishing what the failure left undone.
-    Anything else (another cart, an order cancelled or about to expire, a finished paid
-    order) places a new order.
+    Anything else (another cart, a cancelled or finished order) places a new order. A repeat
+    is answered only for a request the normal path would accept as to its address and
+    methods (`_refuse_bad_repeat`); its stock is not checked again: the order holds it.
     """
     customer = lock.customer
     previous = customer.get("last_checkout") or {}
@@ -253,14 +277,46 @@ async def _repeat_answer(storage, lock: CheckoutLock, fingerprint: str) -> dict 
     if order is None or order.get("customer") != customer["_id"]:
         return None
     if order.get("status") == "HOLD" and order.get("stock") == "held":
-        if _as_utc(order.get("hold_until")) - utcnow() >= REUSE_HOLD_MIN_LEFT:
+        _refuse_bad_repeat(customer, request, table)
+        if _as_utc(order.get("hold_until")) - utcnow() >= reuse_hold_min_left(table.site.hold_minutes):
             return answer_for(order)
-        return None
+        return await _settle_previous(storage, table, order)
     if (order.get("status") == "PROCESSING" and order.get("stock") == "held"
             and order["_id"] not in (customer.get("cleared") or {})):
+        _refuse_bad_repeat(customer, request, table)
         await _finish_paid(storage, order, lock)
         return answer_for(order)
     return None
+
+
+PREVIOUS_STILL_PROCESSING = ("your previous payment for this cart is still being processed; "
+                             "try again in a few minutes")
+
+
+async def _settle_previous(storage, table, order: dict) -> dict | None:
+    """A repeat's HOLD order close to expiry: settle it on its gateway's word before replacing it.
+
+    The shopper may have paid and lost the return: a new order would make them pay twice.
+    PAID -> settled (the cart cleared), its `order_key` answers; FAILED -> cancelled (units
+    back), None: a new order is placed; PENDING, the gateway unreachable, or a method nobody
+    can ask (removed or given to another provider by a reload) -> 409, the order untouched.
+    """
+    method = method_for(table, order)
+    if method is None:
+        log.error("order %s: %s; a repeat checkout of its cart waits for it", order["_id"],
+                  no_method_reason(table, order))
+        raise CheckoutError(409, PREVIOUS_STILL_PROCESSING)
+    check = await ask_gateway(method, order, timeout=start_deadline())
+    if check is None or check.state is PaymentState.PENDING:
+        raise CheckoutError(409, PREVIOUS_STILL_PROCESSING)
+    if check.state is PaymentState.FAILED and not check.detail:
+        check = dataclasses.replace(check, detail="replaced by a new checkout of the same cart")
+    outcome = await settle(storage, table, order, check)
+    if outcome.result == PAID:
+        return answer_for(outcome.order)
+    if outcome.result == FAILED:
+        return None
+    raise CheckoutError(409, PREVIOUS_STILL_PROCESSING)  # still HOLD (a racing writer)
 
 
 def _as_utc(value) -> datetime:
@@ -293,7 +349,12 @@ def answer_for(order: dict) -> dict:
 # -- validation (the seed page's six rules)
 
 def _validate(customer: dict, loaded: LoadedCart, request: dict, table):
-    """Check every rule; returns (problems {field: [messages]}, address doc, payment, shipping, cost)."""
+    """Check every rule; returns (problems {field: [messages]}, address doc, payment, shipping, cost).
+
+    All failing rules are reported together, an empty cart's too: the profile, the address
+    and whether the methods exist and are active need no cart. Whether a method can serve
+    the cart is asked only of a cart with lines.
+    """
     problems: dict[str, list[str]] = {}
 
     def refuse(field: str, message: str) -> None:
@@ -302,10 +363,8 @@ def _validate(customer: dict, loaded: LoadedCart, request: dict, table):
     cart = loaded.cart
     for product_id in loaded.unavailable:
         refuse("cart", f"product {product_id} in your cart is no longer available; remove it")
-    if not cart.lines:
-        if not loaded.unavailable:
-            refuse("cart", "your cart is empty")
-        return problems, None, None, None, None
+    if not cart.lines and not loaded.unavailable:
+        refuse("cart", "your cart is empty")
     for line in cart.lines:
         left = int(loaded.products[line.product].get("stock", 0))
         if left < line.quantity:
@@ -315,33 +374,56 @@ def _validate(customer: dict, loaded: LoadedCart, request: dict, table):
     if missing:
         refuse("profile", f"your profile is incomplete: set {', '.join(missing)} (PATCH /api/shop/profile)")
 
-    address_doc = (customer.get("addresses") or {}).get(str(request["address"]))
-    if address_doc is None:
-        refuse("address", f"address {request['address']} is not one of your addresses")
+    address_doc, payment, shipping = _request_choices(customer, request, table, refuse)
+    if not cart.lines:
+        return problems, address_doc, payment, shipping, None
 
     # Shipping is quoted first: the payment method is asked about what the shopper pays,
     # goods plus shipping (the methods list asked about the goods only).
-    shipping = table.active_shipping(request["shipping_method"])
     shipping_support, cost = None, None
     if shipping is not None and address_doc is not None:
         shipping_support, cost = shipping_offer(shipping, cart, to_address(address_doc))
-
-    payment = table.active_payment(request["payment_method"])
-    if payment is None:
-        refuse("payment_method", f"payment method {request['payment_method']} is not available")
-    else:
+        if not shipping_support:
+            refuse("shipping_method", f"shipping method {shipping.id} ({shipping.title}) cannot be used "
+                                      f"for this cart and address: {shipping_support.reason}")
+    if payment is not None:
         priced = dataclasses.replace(cart, shipping_cost=cost) if cost is not None else cart
         support = payment_support(payment, priced)
         if not support:
             refuse("payment_method", f"payment method {payment.id} ({payment.title}) cannot be used "
                                      f"for this cart: {support.reason}")
+    return problems, address_doc, payment, shipping, cost
 
+
+def _request_choices(customer: dict, request: dict, table, refuse):
+    """The body's address (one of the customer's) and active methods; each one missing is refused.
+
+    No database: the customer document and the method table are in hand.
+    Returns (address doc, payment method, shipping method), None for each refused.
+    """
+    address_doc = (customer.get("addresses") or {}).get(str(request["address"]))
+    if address_doc is None:
+        refuse("address", f"address {request['address']} is not one of your addresses")
+    payment = table.active_payment(request["payment_method"])
+    if payment is None:
+        refuse("payment_method", f"payment method {request['payment_method']} is not available")
+    shipping = table.active_shipping(request["shipping_method"])
     if shipping is None:
         refuse("shipping_method", f"shipping method {request['shipping_method']} is not available")
-    elif shipping_support is not None and not shipping_support:
-        refuse("shipping_method", f"shipping method {shipping.id} ({shipping.title}) cannot be used "
-                                  f"for this cart and address: {shipping_support.reason}")
-    return problems, address_doc, payment, shipping, cost
+    return address_doc, payment, shipping
+
+
+def _refuse_bad_repeat(customer: dict, request: dict, table) -> None:
+    """A repeat answers only a body the normal path would accept as to address and methods.
+
+    The same 400 as the normal path's; the stock is not checked again (the repeated
+    order holds its units), nor whether the methods serve the cart: the repeat answers the
+    order as it was placed, whatever methods the body names (CONTRACT.md).
+    """
+    problems: dict[str, list[str]] = {}
+    _request_choices(customer, request, table, lambda field, message: problems.setdefault(field, []).append(message))
+    if problems:
+        raise _refusal(problems)
 
 
 def _short_message(name: str, product_id: int, wanted: int, left: int) -> str:
@@ -350,9 +432,14 @@ def _short_message(name: str, product_id: int, wanted: int, left: int) -> str:
     return f"not enough stock for {name} (product {product_id}): {left} left, {wanted} in your cart"
 
 
+# The order the rules are reported in, whichever was checked first.
+RULE_FIELDS = ("cart", "profile", "address", "payment_method", "shipping_method")
+
+
 def _refusal(problems: dict[str, list[str]]) -> CheckoutError:
-    messages = [message for field in problems.values() for message in field]
-    return CheckoutError(400, "; ".join(messages), problems)
+    ordered = {field: problems[field] for field in sorted(problems, key=RULE_FIELDS.index)}
+    messages = [message for field in ordered.values() for message in field]
+    return CheckoutError(400, "; ".join(messages), ordered)
 
 
 # -- the order and its payment

@@ -204,9 +204,18 @@ async def drain(app, timeout: float) -> None:
 
 
 async def reload_config(app, args) -> bool:
-    """SIGHUP: re-read the config file and swap the method table; a bad file changes nothing."""
+    """SIGHUP: re-read the config file and swap the method table; a bad file changes nothing.
+
+    Nor does a file with another `[site] currency`: prices carry no currency of their own,
+    so a new one would silently reprice the whole catalog (and every cart) while running.
+    """
     try:
         config = resolve_config(args)
+        running = app.method_registry.table.site.currency
+        if config.site.currency != running:
+            raise ConfigError(f"{config.path or '<config>'}: [site] currency {config.site.currency} "
+                              f"(running with {running}): currency cannot change while running: "
+                              f"restart the service after repricing")
         table = app.method_registry.build(config)
         await app.method_registry.swap(table)
     except Exception as exc:  # noqa: BLE001 -- a bad new file keeps the old table

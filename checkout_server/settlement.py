@@ -7,11 +7,12 @@ only the winner does the side effects (stock, cart).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 
 from . import reservations
-from .providers import OrderInfo, PaymentCheck, PaymentState
+from .providers import GatewayError, OrderInfo, PaymentCheck, PaymentState
 
 log = logging.getLogger("checkout_server.settlement")
 
@@ -46,6 +47,62 @@ def order_info(order: dict) -> OrderInfo:
         payment=dict((order.get("payment") or {}).get("data") or {}),
         attempt_id=str((order.get("payment") or {}).get("attempt") or ""),
     )
+
+
+def method_for(table, order: dict):
+    """The payment method that can speak for `order`'s payment, or None.
+
+    That is the method configured under the order's `payment_method` id AND bound to the
+    provider that took the payment (`payment.provider`). A reload may remove the id or give
+    it to another provider: then nobody can be asked about the payment, and the new
+    provider's answer about somebody else's payment must never settle it (a PENDING or
+    FAILED from it would cancel an order paid elsewhere). Callers treat None alike: the
+    order stays as it is, logged with `no_method_reason`.
+    """
+    method = table.payment.get(order.get("payment_method")) if table is not None else None
+    if method is None:
+        return None
+    took = (order.get("payment") or {}).get("provider")
+    # An order without the record (none was ever written without it) is trusted by its id.
+    if took and method.provider.name != took:
+        return None
+    return method
+
+
+def no_method_reason(table, order: dict) -> str:
+    """Why `method_for` found no method, for the ERROR its caller logs (ids and providers)."""
+    method_id = order.get("payment_method")
+    took = (order.get("payment") or {}).get("provider") or "unknown"
+    method = table.payment.get(method_id) if table is not None else None
+    if method is None:
+        return f"its payment method {method_id} (provider {took}) is not configured any more"
+    return (f"its payment method {method_id} is now provider {method.provider.name}, not {took}, "
+            f"which took its payment")
+
+
+async def ask_gateway(method, order: dict, timeout: float | None = None) -> PaymentCheck | None:
+    """`method.provider.check(order)`, or None when it gave no usable answer; never raises.
+
+    None: the gateway could not be reached (`GatewayError`, or no answer within `timeout`
+    seconds), the provider failed, or it answered something other than a PaymentCheck.
+    Each is logged; nothing may be decided on it.
+    """
+    key = order["_id"]
+    try:
+        check = await asyncio.wait_for(method.provider.check(order_info(order)), timeout)
+    except (GatewayError, TimeoutError) as exc:
+        reason = str(exc) or (f"no answer within {timeout:g} s" if timeout is not None else "timed out")
+        log.warning("order %s: payment method %s could not be asked about the payment: %s",
+                    key, method.id, reason)
+        return None
+    except Exception:  # a plugin bug decides nothing either
+        log.exception("order %s: payment method %s failed to check the payment", key, method.id)
+        return None
+    if not isinstance(check, PaymentCheck):
+        log.error("order %s: payment method %s: check() returned %r, not a PaymentCheck",
+                  key, method.id, check)
+        return None
+    return check
 
 
 def _verdict(order: dict, check: PaymentCheck) -> tuple[str, str]:

@@ -7,8 +7,9 @@ paid is ever cancelled:
 - a gateway that cannot answer (`GatewayError`, or a plugin bug);
 - PENDING from a provider that implements `check` (a payment still in flight: an
   asynchronous debit, a capture PayPal holds for review);
-- an order whose payment method is no longer configured (removed by a reload): nobody can
-  be asked, so it waits, logged as an ERROR each sweep, until the method is configured again.
+- an order whose payment method is no longer configured (removed by a reload, or its id
+  given to another provider: `settlement.method_for`): nobody can be asked, so it waits,
+  logged as an ERROR each sweep, until the method is configured again.
 Only a provider that does not override `PaymentProvider.check` (whose PENDING means "cannot
 ask") has its expired holds cancelled.
 """
@@ -21,8 +22,8 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from .providers import GatewayError, PaymentCheck, PaymentProvider, PaymentState
-from .settlement import order_info, settle
+from .providers import PaymentCheck, PaymentProvider, PaymentState
+from .settlement import ask_gateway, method_for, no_method_reason, settle
 
 log = logging.getLogger("checkout_server.sweeper")
 
@@ -57,28 +58,16 @@ def can_check(provider) -> bool:
 
 
 async def _expire(storage, table, order: dict, report: SweepReport) -> None:
-    method = table.payment.get(order["payment_method"]) if table is not None else None
+    method = method_for(table, order)
     if method is None:
-        # Removed from the config (a reload): the payment may well be complete at its
-        # gateway, and nobody can ask. Never cancel blind.
-        log.error("order %s: its payment method %s is not configured any more; its expired hold "
-                  "is kept until the method is configured again",
-                  order["_id"], order.get("payment_method"))
+        # Removed from the config, or its id given to another provider (a reload): the
+        # payment may well be complete at its gateway, and nobody can ask. Never cancel blind.
+        log.error("order %s: %s; its expired hold is kept until the method is configured again",
+                  order["_id"], no_method_reason(table, order))
         report.deferred.append(order["_id"])
         return
-    try:
-        check = await method.provider.check(order_info(order))
-    except GatewayError as exc:  # an outage: try again next sweep
-        log.warning("order %s: payment check failed, keeping it on hold for now: %s", order["_id"], exc)
-        report.deferred.append(order["_id"])
-        return
-    except Exception:  # a plugin bug must not cancel a possibly paid order either
-        log.exception("order %s: payment method %s failed to check the payment", order["_id"], method.id)
-        report.deferred.append(order["_id"])
-        return
-    if not isinstance(check, PaymentCheck):
-        log.error("order %s: payment method %s: check() returned %r, not a PaymentCheck; keeping it on hold",
-                  order["_id"], method.id, check)
+    check = await ask_gateway(method, order)
+    if check is None:  # an outage or a provider failure (logged): try again next sweep
         report.deferred.append(order["_id"])
         return
     expired = f"payment not completed within {table.site.hold_minutes} minutes"

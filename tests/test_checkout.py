@@ -13,7 +13,6 @@ from pymongo.errors import AutoReconnect
 
 from checkout_server import checkout as checkout_module
 from checkout_server import reservations
-from checkout_server.sweeper import sweep
 
 ORDER_KEY = re.compile(r"^ORD-\d{4}-\d{6}$")
 
@@ -202,6 +201,20 @@ async def test_every_failing_rule_is_reported_at_once():
 
 
 @pytest.mark.gen_test
+async def test_an_empty_cart_reports_the_other_failing_rules_too():
+    async with shop() as s:
+        c = await s.customer(complete=False)
+        r = await assert_refused(s, c, 400, "your cart is empty", "profile is incomplete",
+                                 "address 999 is not one of your addresses", "payment method 77 is not available",
+                                 "shipping method 88 is not available", payment=77, shipping=88, address=999)
+        assert list(r.body["fields"]) == ["cart", "profile", "address", "payment_method", "shipping_method"]
+        assert r.body["fields"]["cart"] == ["your cart is empty"]
+        # Methods that exist are not asked about an empty cart: only the cart is refused.
+        r = await assert_refused(s, await s.customer(), 400, "your cart is empty")
+        assert r.body["fields"] == {"cart": ["your cart is empty"]}
+
+
+@pytest.mark.gen_test
 async def test_request_body_is_validated():
     async with shop() as s:
         p = await s.product()
@@ -375,13 +388,15 @@ async def test_a_repeat_reuses_a_hold_only_while_it_has_time_left():
         assert (await c.checkout(kit.REDIRECT, kit.FLAT)).body == r1.body  # still time to pay
         await _move_hold_until(s, key, margin - timedelta(minutes=1))
         r2 = await c.checkout(kit.REDIRECT, kit.FLAT)
-        # About to expire (or expired): a new order, not a payment page the sweeper cancels soon.
+        # About to expire: its gateway says it was never paid, so it is cancelled (units back)
+        # and a new order is placed, not a payment page the sweeper cancels soon.
         assert r2.status == 200 and r2.body != r1.body
-        assert await s.storage.orders.count({"status": "HOLD"}) == 2
-        # The old one expires as usual; the new one is what a further repeat answers.
-        await _move_hold_until(s, key, -timedelta(minutes=1))
-        await sweep(s.storage, s.methods)
-        assert (await s.storage.orders.get(key))["status"] == "CANCELLED"
+        assert ("check", key) in kit.CALLS
+        old = await s.storage.orders.get(key)
+        assert old["status"] == "CANCELLED" and old["stock"] == "released"
+        assert await s.storage.orders.count({"status": "HOLD"}) == 1
+        assert (await s.storage.products.get(p["_id"]))["stock"] == 3  # held once, by the new order
+        # The new one is what a further repeat answers.
         assert (await c.checkout(kit.REDIRECT, kit.FLAT)).body == r2.body
         await assert_stock_invariant(s.storage)
 

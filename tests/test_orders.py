@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import checkout_fixtures as kit
 import pytest
 
@@ -55,3 +57,50 @@ async def test_admin_sees_any_order_customers_do_not():
         assert (await c.request("GET", f"/api/admin/orders/{key}")).status == 403
         assert (await s.request("GET", f"/api/admin/orders/{key}")).status == 401
         assert (await s.admin("GET", "/api/admin/orders/ORD-2026-999999")).status == 404
+
+
+async def placed_orders(s, customer, count: int) -> list[str]:
+    """`count` orders of `customer`, written straight to storage; their keys newest first."""
+    t = datetime.now(UTC)
+    keys = []
+    for n in range(count):
+        key = f"ORD-2026-{n + 1:06d}"
+        await s.storage.orders.insert({
+            "_id": key, "customer": customer.id, "status": "CANCELLED", "stock": "released",
+            "items": [], "subtotal": 0, "shipping_cost": 0, "total": 0, "currency": "EUR",
+            "created_at": t + timedelta(seconds=n), "updated_at": t, "history": []})
+        keys.append(key)
+    return keys[::-1]
+
+
+@pytest.mark.gen_test
+async def test_the_orders_list_comes_in_pages():
+    async with shop() as s:
+        c = await s.customer()
+        keys = await placed_orders(s, c, 55)
+
+        async def page(query: str) -> list[str]:
+            r = await c.request("GET", f"/api/shop/orders{query}")
+            assert r.status == 200, r
+            return [o["order_key"] for o in r.body]
+
+        assert await page("") == keys[:50]  # 50 by default
+        assert await page("?skip=50") == keys[50:]  # a shorter page is the last
+        assert await page("?limit=100") == keys
+        assert await page("?limit=2&skip=3") == keys[3:5]
+        assert await page("?limit=1") == keys[:1]
+        assert await page("?skip=55") == []
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("query, field", [
+    ("limit=0", "limit"), ("limit=101", "limit"), ("limit=abc", "limit"), ("limit=", "limit"),
+    ("limit=-1", "limit"), ("limit=1&limit=2", "limit"), ("limit=%EF%BC%91", "limit"),
+    ("skip=-1", "skip"), ("skip=x", "skip"), ("skip=1.5", "skip"), ("skip=99999999999", "skip"),
+])
+async def test_a_bad_page_is_400_naming_the_parameter(query, field):
+    async with shop() as s:
+        c = await s.customer()
+        r = await c.request("GET", f"/api/shop/orders?{query}")
+        assert r.status == 400 and list(r.body["fields"]) == [field], r.body
+        assert r.body["error"].startswith(f"invalid query: {field}: must be an integer from ")

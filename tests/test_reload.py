@@ -134,6 +134,25 @@ async def test_a_bad_file_is_refused_and_the_old_methods_stay(tmp_path, caplog, 
 
 
 @pytest.mark.gen_test
+async def test_a_file_with_another_currency_is_refused(tmp_path, caplog):
+    # Prices carry no currency: a new one would reprice the catalog and every cart silently.
+    path = tmp_path / "checkout.toml"
+    path.write_text('[site]\ncurrency = "USD"\n' + AFTER)
+    async with TestShop(config=BEFORE, plugins=[ReloadPlugin()]) as shop:
+        old = shop.methods
+        with caplog.at_level(logging.ERROR, "checkout_server"):
+            assert await reload_config(shop.app, args_for(path)) is False
+        assert shop.methods is old and old.site.currency == "EUR"
+        assert "config reload refused" in caplog.text
+        assert "currency cannot change while running: restart the service after repricing" in caplog.text
+        assert await payment_ids(shop) == [(1, "Old gate")]
+        # The same currency, spelled in lower case, is no change.
+        path.write_text('[site]\ncurrency = "eur"\n' + AFTER)
+        assert await reload_config(shop.app, args_for(path)) is True
+        assert await payment_ids(shop) == [(2, "New gate")]
+
+
+@pytest.mark.gen_test
 async def test_a_missing_file_is_refused(tmp_path):
     async with TestShop(config=BEFORE, plugins=[ReloadPlugin()]) as shop:
         old = shop.methods

@@ -13,7 +13,14 @@ from ..checkout import (
 )
 from ..providers import GatewayError, NotificationError
 from ..schemas import CheckoutSchema
-from ..settlement import PENDING, order_info, result_of, settle
+from ..settlement import (
+    PENDING,
+    method_for,
+    no_method_reason,
+    order_info,
+    result_of,
+    settle,
+)
 from .base import APIError, BaseHandler
 
 log = logging.getLogger("checkout_server.checkout")
@@ -84,16 +91,17 @@ class PaymentReturnHandler(_PaymentMethodHandler):
         if (order is None or order.get("stock") == "reserving"
                 or not return_token_matches(order, self.get_query_argument("rt", ""))):
             raise APIError(404, "order not found")
-        method = table.payment.get(method_number)
         if order.get("payment_method") != method_number:
-            if method is None:
+            if method_number not in table.payment:
                 raise APIError(404, "payment method not found")
-            raise APIError(400, f"order {order_key} was not paid with payment method {method.id}")
+            raise APIError(400, f"order {order_key} was not paid with payment method {method_number}")
+        method = method_for(table, order)
         if method is None:
-            # Removed from the config since the checkout: nobody can verify the payment here.
-            # The shopper still lands on the site; the order waits on HOLD (the sweeper too).
-            log.error("order %s: payment method %s is not configured any more; the return "
-                      "cannot be verified, the order stays as it is", order_key, method_number)
+            # Removed from the config since the checkout, or its id given to another provider:
+            # nobody can verify the payment here. The shopper still lands on the site; the
+            # order waits on HOLD (the sweeper too).
+            log.error("order %s: %s; the return cannot be verified, the order stays as it is",
+                      order_key, no_method_reason(table, order))
             self.redirect_to_site(order["_id"], result_of(order))
             return
         result = result_of(order)
@@ -141,6 +149,13 @@ class PaymentNotifyHandler(_PaymentMethodHandler):
             raise APIError(404, "order not found")
         if order.get("payment_method") != method.id:
             raise APIError(400, f"order {order['_id']} was not paid with payment method {method.id}")
+        if method_for(table, order) is not method:
+            # The id now names another provider (a reload): its reading of this notification
+            # says nothing about the payment the order's own provider took. Answered as for a
+            # removed method, so the gateway retries until the method is configured again.
+            log.error("order %s: %s; a notification to method %s cannot settle it",
+                      order["_id"], no_method_reason(table, order), method.id)
+            raise APIError(404, "payment method not found")
         if notification.event_id and notification.event_id in (order.get("events") or []):
             self.send({"status": "duplicate", "order_key": order["_id"], "result": result_of(order)})
             return

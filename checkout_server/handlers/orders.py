@@ -30,12 +30,31 @@ def admin_order_json(order: dict) -> dict:
     return out
 
 
+# GET /api/shop/orders pages: `?limit=` orders (default, at most) from `?skip=` on.
+DEFAULT_PAGE, MAX_PAGE, MAX_SKIP = 50, 100, 1_000_000
+
+
 class OrdersHandler(BaseHandler):
+    """The customer's orders, newest first, a page at a time: a shorter page is the last."""
+
     auth = "customer"
 
     async def get(self):
-        orders = await self.storage.orders.list_for_customer(self.customer["_id"])
+        limit = self._count_argument("limit", DEFAULT_PAGE, 1, MAX_PAGE)
+        skip = self._count_argument("skip", 0, 0, MAX_SKIP)
+        orders = await self.storage.orders.list_for_customer(self.customer["_id"], limit=limit, skip=skip)
         self.send([order_json(order) for order in orders])
+
+    def _count_argument(self, name: str, default: int, low: int, high: int) -> int:
+        values = self.get_query_arguments(name)
+        if not values:
+            return default
+        raw = values[0]
+        in_range = raw.isascii() and raw.isdigit() and len(raw) <= 7 and low <= int(raw) <= high
+        if len(values) > 1 or not in_range:
+            message = f"must be an integer from {low} to {high}, given once"
+            raise APIError(400, f"invalid query: {name}: {message}", {name: [message.capitalize() + "."]})
+        return int(raw)
 
 
 class OrderHandler(BaseHandler):

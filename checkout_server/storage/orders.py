@@ -46,9 +46,13 @@ class Orders:
         )
 
     async def list_for_customer(self, customer_id: int, limit: int = 100, skip: int = 0) -> list[dict]:
+        """A page of the customer's orders, newest first (`skip` orders on, at most `limit`).
+
+        Orders created in the same millisecond are ordered by key, so pages never overlap.
+        """
         cursor = (
             self.collection.find({"customer": customer_id, "stock": {"$ne": "reserving"}})
-            .sort("created_at", -1)
+            .sort([("created_at", -1), ("_id", -1)])
             .skip(skip)
             .limit(limit)
         )

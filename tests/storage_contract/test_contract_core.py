@@ -337,6 +337,19 @@ async def test_orders_list_newest_first_without_reserving(backend):
     assert await storage.orders.list_for_customer(3) == []
 
 
+@pytest.mark.gen_test
+async def test_orders_list_pages_orders_of_one_millisecond_without_overlap(backend):
+    storage = await backend.storage()
+    t = _now()
+    for n in (3, 1, 4, 2, 5):  # inserted out of key order, all in the same millisecond
+        await storage.orders.insert(_order(f"ORD-2026-00000{n}", 1, t))
+    await storage.orders.insert(_order("ORD-2026-000006", 1, t - timedelta(seconds=1)))
+    pages = [[o["_id"] for o in await storage.orders.list_for_customer(1, limit=2, skip=skip)]
+             for skip in (0, 2, 4, 6)]
+    assert pages == [["ORD-2026-000005", "ORD-2026-000004"], ["ORD-2026-000003", "ORD-2026-000002"],
+                     ["ORD-2026-000001", "ORD-2026-000006"], []]
+
+
 @pytest.mark.gen_test(timeout=30)
 async def test_order_transition_guard_wins_once(backend):
     storage = await backend.storage()

@@ -5,14 +5,17 @@ Every create and capture carries a `PayPal-Request-Id` derived from the order ke
 order's attempt id, so a retry never creates or captures twice, and an order key handed out
 again after a database reset never gets an old order. Webhooks are checked the way PayPal
 documents: the transmission headers and the raw event go to
-/v1/notifications/verify-webhook-signature. A webhook never captures: only the core does,
-through `verify_return` or `check`, for an order still on hold.
+/v1/notifications/verify-webhook-signature. A webhook never captures: the shopper's return
+(`verify_return`) does, and the hold-expiry check (`check`) for a shopper who approved and
+never came back. A refused capture fails the payment only when PayPal declined it; any other
+refusal (a duplicate request still in progress, already captured...) reads the order again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import logging
 import time
@@ -48,6 +51,20 @@ CANCELLED = "cancelled"  # what the return URL carries when the shopper cancels 
 # Webhook events about an order of ours; the order's state is then read from PayPal.
 ORDER_EVENTS = {"CHECKOUT.ORDER.APPROVED", "CHECKOUT.ORDER.COMPLETED", "CHECKOUT.ORDER.VOIDED"}
 CAPTURE_EVENTS = {"PAYMENT.CAPTURE.COMPLETED", "PAYMENT.CAPTURE.DENIED", "PAYMENT.CAPTURE.PENDING"}
+# Capture refusals (422) that are PayPal's final word on this payment: the payer's instrument
+# or account cannot pay it, or PayPal or the payee's risk settings refuse it. Any other 422
+# (PREVIOUS_REQUEST_IN_PROGRESS: "when you send two simultaneous API requests with same
+# PayPal-Request-Id header, PayPal processes the first request and might fail the second";
+# ORDER_ALREADY_CAPTURED; an issue we do not know) says nothing about the money: the order is
+# read again.
+DECLINED_ISSUES = frozenset({
+    "INSTRUMENT_DECLINED", "TRANSACTION_REFUSED", "PAYER_CANNOT_PAY", "PAYER_ACCOUNT_LOCKED_OR_CLOSED",
+    "PAYER_ACCOUNT_RESTRICTED", "REDIRECT_PAYER_FOR_ALTERNATE_FUNDING", "CARD_EXPIRED",
+    "MAX_NUMBER_OF_PAYMENT_ATTEMPTS_EXCEEDED", "TRANSACTION_LIMIT_EXCEEDED",
+    "TRANSACTION_RECEIVING_LIMIT_EXCEEDED", "COMPLIANCE_VIOLATION", "DECLINED_DUE_TO_RELATED_TXN",
+    "PAYEE_BLOCKED_TRANSACTION", "TRANSACTION_BLOCKED_BY_PAYEE", "CARD_BRAND_NOT_SUPPORTED",
+    "DOMESTIC_TRANSACTION_REQUIRED",
+})
 TRANSMISSION_HEADERS = ("paypal-transmission-id", "paypal-transmission-time", "paypal-transmission-sig",
                         "paypal-cert-url", "paypal-auth-algo")
 
@@ -92,6 +109,10 @@ class PayPal(PaymentProvider):
     def supports(self, cart: Cart) -> Support:
         if cart.currency not in PAYPAL_CURRENCIES:
             return Support.no(f"PayPal does not take payments in {cart.currency}")
+        try:  # what start() will send: the total, shipping included (HUF, TWD: whole units only)
+            to_paypal(cart.total, cart.currency)
+        except MoneyError as exc:
+            return Support.no(f"{exc}, and this total is not")
         return Support.yes()
 
     async def start(self, order: OrderInfo, urls: PaymentUrls) -> PaymentStart:
@@ -136,8 +157,8 @@ class PayPal(PaymentProvider):
     async def check(self, order: OrderInfo) -> PaymentCheck:
         """Capture an approved order; one never approved has failed (the hold is over).
 
-        The core calls it for an order on HOLD only: at hold expiry, and for an approval
-        webhook (`parse_notification` leaves the check to it only when PayPal says APPROVED).
+        Reached at hold expiry only: `verify_return` is our own and every notification
+        carries its own check.
         """
         paypal_id = order.payment.get("paypal_order_id")
         if not paypal_id:
@@ -199,10 +220,9 @@ class PayPal(PaymentProvider):
             check = _capture_event_check(event_type, resource, paypal_id)
         else:
             # The order's state now, not the event's copy (older than another delivery may be).
-            # Never captured here: our order may be cancelled, and only the core knows. An
-            # approved order is left to `check`, which the core calls for an order on HOLD only.
-            found = await self._api("GET", f"/v2/checkout/orders/{paypal_id}")
-            check = None if found.get("status") == "APPROVED" else _order_check(found)
+            # Never captured here, so an approved order is PENDING: the shopper's return is
+            # capturing it (a second capture would race that one) or hold expiry will.
+            check = _order_check(await self._api("GET", f"/v2/checkout/orders/{paypal_id}"))
         return Notification(order_key=order_key, check=check, event_id=event_id, reference=paypal_id)
 
     # -- PayPal calls
@@ -212,13 +232,18 @@ class PayPal(PaymentProvider):
             captured = await self._api("POST", f"/v2/checkout/orders/{paypal_id}/capture", {},
                                        request_id=f"checkout-server-{payment_key(order)}-capture")
         except _Refused as refused:
-            if refused.issue == "ORDER_ALREADY_CAPTURED":
-                return _order_check(await self._api("GET", f"/v2/checkout/orders/{paypal_id}"))
-            if refused.issue in ("ORDER_NOT_APPROVED", "PAYER_ACTION_REQUIRED"):
-                return PaymentCheck(PaymentState.PENDING, reference=paypal_id, detail=refused.issue)
-            if refused.status in (404, 422):  # declined instrument, unknown or voided order
+            if refused.status == 404 or (refused.status == 422 and refused.issue in DECLINED_ISSUES):
+                # Declined, or no such order at PayPal: this payment will never complete.
                 return PaymentCheck(PaymentState.FAILED, reference=paypal_id, detail=str(refused))
-            raise
+            if refused.status != 422:
+                raise
+            # Not a word on the money (see DECLINED_ISSUES): the order's state decides. A
+            # capture still in progress leaves it APPROVED, which is PENDING: the hold stays.
+            found = await self._api("GET", f"/v2/checkout/orders/{paypal_id}")
+            check = _order_check(found)
+            if check.state is PaymentState.PENDING:
+                check = dataclasses.replace(check, detail=f"{check.detail}; capture refused: {refused.issue}")
+            return check
         return _order_check(captured)
 
     async def _access_token(self, renew: bool = False) -> str:

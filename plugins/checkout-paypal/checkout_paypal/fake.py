@@ -6,15 +6,21 @@ Operations (for `Faults.only`): "token", "create", "get", "capture", "verify_web
 
 `signed_event(app, paypal_order_id, event_type, webhook_id)` builds a webhook delivery
 (headers, body) that this fake's verify-webhook-signature accepts, and only that delivery.
+
+`hold_captures(app)` keeps every capture in progress until the test releases it; meanwhile
+another capture with the same PayPal-Request-Id is answered 422 PREVIOUS_REQUEST_IN_PROGRESS,
+as PayPal may answer the second of two simultaneous requests.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import re
 import secrets
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -34,11 +40,34 @@ from .money import PAYPAL_CURRENCIES, from_paypal, paypal_decimals, to_paypal
 
 SIGNING_KEY = secrets.token_bytes(32)  # stands in for PayPal's certificate key
 TOKENS = web.AppKey("paypal_access_tokens", set)
+IN_PROGRESS = web.AppKey("paypal_captures_in_progress", set)  # PayPal-Request-Ids being captured
+
+
+@dataclass
+class CaptureGate:
+    """While `holding`, captures wait at the fake until `release` is set (see `hold_captures`)."""
+
+    holding: bool = False
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set when a capture is held
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # set it to let them finish
+    refused: int = 0  # duplicates answered PREVIOUS_REQUEST_IN_PROGRESS
+
+
+CAPTURE_GATE = web.AppKey("paypal_capture_gate", CaptureGate)
+
+
+def hold_captures(app: web.Application) -> CaptureGate:
+    """Hold this fake's captures in progress until `gate.release` is set: a slow PayPal."""
+    gate = app[CAPTURE_GATE]
+    gate.holding = True
+    return gate
 
 
 def make_app(base_url: str) -> web.Application:
     app = new_app(base_url)
     app[TOKENS] = set()
+    app[IN_PROGRESS] = set()
+    app[CAPTURE_GATE] = CaptureGate()
     app.router.add_post("/v1/oauth2/token", token)
     app.router.add_post("/v2/checkout/orders", create_order)
     app.router.add_get("/v2/checkout/orders/{id}", get_order)
@@ -148,9 +177,20 @@ async def capture_order(request: web.Request) -> web.Response:
     record = _record_or_404(request)
     order = record["order"]
     replay = _replay(request, f"capture:{order['id']}")
+    gate = request.app[CAPTURE_GATE]
+    if replay and replay in request.app[IN_PROGRESS]:
+        gate.refused += 1
+        return _error(422, "UNPROCESSABLE_ENTITY", "PREVIOUS_REQUEST_IN_PROGRESS")
     if replay in state.idempotency:
         status, answer = state.idempotency[replay]
         return web.json_response(answer, status=status)
+    if gate.holding and replay:
+        request.app[IN_PROGRESS].add(replay)
+        try:
+            gate.arrived.set()
+            await _first_of(gate.release, state.closing)
+        finally:
+            request.app[IN_PROGRESS].discard(replay)
     if order["status"] == "COMPLETED":
         return _error(422, "UNPROCESSABLE_ENTITY", "ORDER_ALREADY_CAPTURED")
     if order["status"] != "APPROVED":
@@ -170,6 +210,15 @@ async def capture_order(request: web.Request) -> web.Response:
     if replay:
         state.idempotency[replay] = (201, order)
     return web.json_response(order, status=201)
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 def awaiting_buyer(request: web.Request) -> dict | None:

@@ -21,7 +21,17 @@ from checkout_server.fakegateway import (
 from checkout_server.providers import PaymentState
 from checkout_server.settlement import order_info, settle
 from checkout_server.sweeper import sweep
-from checkout_server.testing import assert_consistent, gateway_shop, unused_url
+from checkout_server.testing import (
+    COURIER_ID,
+    RETURN_URL,
+    SHOP_URL,
+    CourierPlugin,
+    FixedRateCourier,
+    TestShop,
+    assert_consistent,
+    gateway_shop,
+    unused_url,
+)
 
 PAYPAL = 4
 WEBHOOK_ID = "WH8PT597110X687430"
@@ -116,12 +126,14 @@ async def test_forged_or_stale_notifications_are_400_and_change_nothing():
             assert r.status == 400 and "notification refused" in r.body["error"]
         await gw.assert_held(key)
         assert gw.fake.state.count("capture") == 0
-        # The genuine approval captures and settles; its replay is recognised.
+        # The genuine approval is accepted but captures nothing (the shopper's return or hold
+        # expiry does); its replay is recognised.
         r = await gw.notify(headers, body)
-        assert r.status == 200 and r.body["result"] == "paid"
+        assert r.status == 200 and r.body["result"] == "pending"
         r = await gw.notify(headers, body)
         assert r.status == 200 and r.body["status"] == "duplicate"
-        await gw.assert_paid(key)
+        assert gw.fake.state.count("capture") == 0
+        await gw.assert_held(key)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -218,7 +230,7 @@ async def _assert_refund_needed(gw, key, caplog):
 async def test_a_capture_that_loses_the_race_to_a_cancel_is_flagged_for_a_refund(caplog):
     async with paypal_shop() as gw:
         paypal_id, key, on_hold = await _cancelled_after_approval(gw)
-        # A webhook handler read the order on HOLD just before the cancel, and captured.
+        # The hold-expiry sweep read the order on HOLD just before the cancel, and captured.
         provider = gw.shop.methods.payment[PAYPAL].provider
         check = await provider.check(order_info(on_hold))
         assert check.state is PaymentState.PAID and gw.fake.state.count("capture") == 1
@@ -268,3 +280,28 @@ async def test_an_order_key_used_again_after_a_database_reset_gets_a_new_paypal_
             await gw.assert_paid(key)
             captures = {h["PayPal-Request-Id"] for op, h in fake.state.calls if op == "capture"}
             assert len(captures) == 2  # one per order, though both had the same key
+
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_whole_unit_currency_total_with_a_fraction_is_refused_at_checkout():
+    # Forints go to PayPal in whole units: 3000 HUF of goods can, plus 5.50 HUF of shipping cannot.
+    config = {
+        "site": {"currency": "HUF", "return_url": RETURN_URL, "base_url": SHOP_URL},
+        "payment_methods": [{"id": PAYPAL, "provider": "paypal", "title": "PayPal", "settings": dict(SETTINGS)}],
+        "shipping_methods": [{"id": COURIER_ID, "provider": FixedRateCourier.name, "title": "Courier",
+                              "settings": {"cost": 550}}],
+    }
+    async with run_fake(make_app) as fake:
+        config["payment_methods"][0]["settings"]["base_url"] = fake.base_url
+        async with TestShop(config=config, plugins=[checkout_paypal, CourierPlugin]) as shop:
+            product = await shop.product(price=150_000, stock=5)
+            customer = await shop.customer(cart={product["_id"]: 2})
+            r = await customer.request("GET", f"/api/shop/checkout/methods?address={customer.address_id}")
+            assert [m["id"] for m in r.body["payment_methods"]] == [PAYPAL]  # the goods alone: whole
+            r = await customer.checkout(PAYPAL, COURIER_ID)
+            assert r.status == 400, r
+            assert "whole units" in r.body["error"] and "payment_method" in r.body["fields"]
+            assert fake.state.count("create") == 0
+            await assert_consistent(shop, None, customer=customer, stock={product["_id"]: 5},
+                                    cart={product["_id"]: 2})

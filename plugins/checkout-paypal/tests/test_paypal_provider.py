@@ -59,6 +59,16 @@ def test_keeps_the_provider_contract_and_picks_its_host():
     assert provider().supports(make_cart(currency="JPY"))
 
 
+def test_supports_refuses_a_whole_unit_currency_total_with_a_fraction():
+    # The total, shipping included, is what start() sends: HUF and TWD in whole units only.
+    cart = make_cart({"price": 150_000}, currency="HUF")
+    assert provider().supports(cart) and provider().supports(replace(cart, shipping_cost=500))
+    refused = provider().supports(replace(cart, shipping_cost=550))
+    assert not refused and "HUF" in refused.reason and "whole units" in refused.reason
+    assert not provider().supports(replace(make_cart({"price": 99_950}, currency="TWD"), shipping_cost=0))
+    assert provider().supports(replace(make_cart({"price": 1_505}, currency="JPY"), shipping_cost=3))
+
+
 def test_money_minds_zero_decimal_currencies():
     assert to_paypal(12_345, "EUR") == "123.45"
     assert to_paypal(1_500, "JPY") == "1500"  # yen have no minor unit
@@ -192,10 +202,10 @@ async def test_webhooks_are_verified_with_paypal_and_read_from_the_order():
         await shopper_choice(start.redirect_url, "approve")
         headers, body = signed_event(fake.app, start.reference, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID)
         note = await paypal.parse_notification(headers, body)
-        # An approval notice never captures: our order may have been cancelled meanwhile. It
-        # leaves the check to the core, which calls check() only for an order still on hold.
+        # An approval notice never captures: the shopper's return is capturing (a second capture
+        # would race it) or hold expiry will. It says PENDING, so the core never calls check().
         assert note.order_key == "ORD-2026-000001" and note.reference == start.reference
-        assert note.check is None and fake.state.count("capture") == 0
+        assert note.check.state is PaymentState.PENDING and fake.state.count("capture") == 0
         assert fake.state.count("verify_webhook") == 1
         assert (await paypal.check(paying)).amount == 12_345 and fake.state.count("capture") == 1
 

@@ -9,6 +9,7 @@ gateway confirmed: the verify amount and the currency of the request.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,15 +30,25 @@ from checkout_server.providers import (
     Support,
 )
 
+log = logging.getLogger("checkout_zarinpal")
+
 LIVE_URL = "https://payment.zarinpal.com"
 SANDBOX_URL = "https://sandbox.zarinpal.com"
 CURRENCIES = {"IRR": 10_000, "IRT": 1_000}  # currency -> Zarinpal's minimum amount
 
 PAID = 100
 ALREADY_VERIFIED = 101
-# Verify answers that are the gateway's decision about this payment (not a fault of ours or
-# theirs): amount differs, not paid / failed, not this merchant's, unknown authority.
-DECLINED = {-50, -51, -53, -54}
+# Verify answers that are Zarinpal's word on this payment: the amount paid differs (-50), not
+# paid or failed (-51, also what a cancelled payment answers). The order is cancelled.
+DECLINED = {-50, -51}
+# Answers that say our method is misconfigured, not that the shopper did not pay: the
+# payment is not this merchant's (-53: merchant_id changed), Zarinpal knows no such authority
+# (-54: another host, sandbox vs live), the terminal is invalid, inactive, suspended or
+# restricted (-10, -11, -15, -16, -17), the request is invalid (-9), or -55. A GatewayError
+# keeps the order on hold; an ERROR tells the admin, on every try until it is fixed.
+CONFIGURATION = {-9, -10, -11, -15, -16, -17, -53, -54, -55}
+# Anything else (-12 too many attempts, -52 "contact our support team", a code we do not
+# know) is gateway trouble: a GatewayError, the order stays on hold and is asked again.
 
 
 class ZarinpalSettings(GatewaySettings):  # + base_url (overrides the live/sandbox host), timeout
@@ -68,7 +79,7 @@ class Zarinpal(PaymentProvider):
         minimum = CURRENCIES.get(cart.currency)
         if minimum is None:
             return Support.no("Zarinpal only takes Iranian rials (IRR) or tomans (IRT)")
-        if cart.subtotal < minimum:
+        if cart.total < minimum:  # what the order charges: the goods plus shipping
             return Support.no(f"Zarinpal takes payments of at least {minimum} {cart.currency}")
         return Support.yes()
 
@@ -122,6 +133,13 @@ class Zarinpal(PaymentProvider):
                 detail="verified" if code == PAID else "already verified")
         if code in DECLINED:
             return PaymentCheck(PaymentState.FAILED, reference=authority, detail=_error_text(answer))
+        if code in CONFIGURATION:
+            log.error("order %s: Zarinpal refused to verify payment %s (%s): check the method's "
+                      "merchant_id and host (base_url, sandbox); the order stays on hold until "
+                      "it can be verified", order.order_key, authority, _error_text(answer))
+        else:
+            log.warning("order %s: Zarinpal could not verify payment %s (%s)",
+                        order.order_key, authority, _error_text(answer))
         raise GatewayError(f"Zarinpal could not verify the payment: {_error_text(answer)}")
 
     async def _post(self, endpoint: str, body: dict) -> dict[str, Any]:

@@ -147,3 +147,47 @@ async def test_hold_expiry_asks_zarinpal_first():
         for key, status in ((abandoned, "CANCELLED"), (paid, "PROCESSING")):
             await assert_consistent(gw.shop, key, customer=gw.customer, status=status,
                                     stock={gw.product_id: 2}, cart={})
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_verify_refused_for_a_configuration_problem_keeps_the_order_and_says_so(caplog):
+    async with zarinpal_shop() as gw:
+        r = await gw.checkout()
+        back = await shopper_choice(r.body["next_step"], "approve")
+        ((authority, key),) = payments(gw.fake)
+        # The shopper paid; Zarinpal now says the payment is not this merchant's (-53): the
+        # method's merchant_id is not the one the payment was made to. Not a declined payment.
+        record = gw.fake.state.records[authority]
+        merchant, record["merchant_id"] = record["merchant_id"], "another-merchant"
+        r = await gw.back_to_shop(back)
+        assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "pending")
+        report = await sweep(gw.shop.storage, gw.shop.methods, now=datetime.now(UTC) + timedelta(hours=1))
+        assert report.deferred == [key] and report.cancelled == []
+        await gw.assert_held(key)
+        errors = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
+        assert errors and all("-53" in e for e in errors), errors
+        # Configured right again: the next return (or sweep) settles it as paid.
+        record["merchant_id"] = merchant
+        r = await gw.back_to_shop(back)
+        assert r.headers["Location"] == gw.result_url(key, "paid")
+        await gw.assert_paid(key)
+
+
+@pytest.mark.gen_test(timeout=30)
+@pytest.mark.parametrize("price, offered", [(4_800, True), (4_500, False)])
+async def test_the_minimum_applies_to_the_total_with_shipping(price, offered):
+    # Two units and the courier's 500: 10,100 IRR reaches Zarinpal's 10,000 minimum, 9,500 does not.
+    async with gateway_shop(checkout_zarinpal, make_app, "zarinpal", SETTINGS, method_id=ZARINPAL,
+                            currency="IRR", price=price) as gw:
+        r = await gw.checkout()
+        if offered:
+            assert r.status == 200 and r.body["next_step"].startswith(gw.fake.base_url), r
+            ((authority, key),) = payments(gw.fake)
+            assert gw.fake.state.records[authority]["requested"] == (2 * price + 500, "IRR")
+            r = await gw.follow(r.body["next_step"], "approve")
+            assert r.headers["Location"] == gw.result_url(key, "paid")
+            await gw.assert_paid(key)
+        else:
+            assert r.status == 400 and "at least 10000 IRR" in r.body["error"], r
+            assert "payment_method" in r.body["fields"] and gw.fake.state.count("request") == 0
+            await gw.assert_no_order()

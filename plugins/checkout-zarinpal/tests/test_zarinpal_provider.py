@@ -1,5 +1,8 @@
 """The Zarinpal provider against the local fake of Zarinpal v4, method by method."""
 
+import logging
+from dataclasses import replace
+
 import pytest
 from checkout_zarinpal import Zarinpal
 from checkout_zarinpal.fake import make_app
@@ -57,6 +60,9 @@ def test_supports_only_rials_and_tomans_above_the_minimum():
     assert zp.supports(make_cart({"price": 1_000}, currency="IRT"))
     assert not zp.supports(make_cart({"price": 50_000}, currency="EUR"))
     assert "at least" in zp.supports(make_cart({"price": 9_999}, currency="IRR")).reason
+    # The minimum is on what the order charges: the goods plus shipping.
+    assert zp.supports(replace(make_cart({"price": 9_000}, currency="IRR"), shipping_cost=1_000))
+    assert not zp.supports(replace(make_cart({"price": 9_000}, currency="IRR"), shipping_cost=999))
 
 
 @pytest.mark.gen_test(timeout=20)
@@ -146,3 +152,48 @@ async def test_refused_connection_and_refused_request_are_gateway_errors():
     async with on_fake() as (zp, _fake):
         with pytest.raises(GatewayError, match="-9"):  # below Zarinpal's minimum
             await zp.start(order(total=500), URLS)
+
+
+@pytest.mark.gen_test(timeout=20)
+async def test_a_verify_refused_for_our_configuration_is_a_gateway_error_not_a_decline(caplog):
+    # -53: the payment is not this merchant's (merchant_id changed since the payment started);
+    # -54: Zarinpal knows no such authority (another host, sandbox vs live). Neither says the
+    # shopper did not pay: the order stays on hold, and an ERROR tells the admin.
+    async with on_fake() as (zp, fake):
+        start, paying = await started(zp)
+        await shopper_choice(start.redirect_url, "approve")
+        other = load_provider(Zarinpal, {"merchant_id": "another-merchant", "base_url": fake.base_url}, ZARINPAL)
+        await other.startup()
+        try:
+            with pytest.raises(GatewayError, match="-53"):
+                await other.verify_return(paying, {})
+        finally:
+            await other.close()
+        with pytest.raises(GatewayError, match="-54"):
+            await zp.check(order(payment={"authority": "A" + "0" * 35, "amount": 250_000, "currency": "IRR"}))
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert len(errors) == 2 and "-53" in errors[0] and "-54" in errors[1] and "merchant_id" in errors[0]
+        # Nothing was lost meanwhile: the payment is verified with the right settings.
+        assert (await zp.check(paying)).state is PaymentState.PAID
+
+
+@pytest.mark.gen_test(timeout=20)
+@pytest.mark.parametrize("code, state", [(-50, PaymentState.FAILED), (-51, PaymentState.FAILED),
+                                         (-9, None), (-10, None), (-11, None), (-12, None), (-15, None),
+                                         (-16, None), (-17, None), (-52, None), (-53, None), (-54, None),
+                                         (-55, None), (-99, None)])
+async def test_verify_codes_are_classified(code, state, caplog):
+    zp = provider()
+
+    async def post(endpoint, body):
+        return {"data": [], "errors": {"code": code, "message": "as Zarinpal says"}}
+
+    zp._post = post
+    paying = order(payment={"authority": "A" + "1" * 35, "amount": 250_000, "currency": "IRR"})
+    with caplog.at_level(logging.WARNING, logger="checkout_zarinpal"):
+        if state is None:
+            with pytest.raises(GatewayError, match=str(code)):
+                await zp.check(paying)
+            assert any(str(code) in r.getMessage() for r in caplog.records if r.name == "checkout_zarinpal")
+        else:
+            assert (await zp.check(paying)).state is state
