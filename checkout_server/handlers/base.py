@@ -184,7 +184,7 @@ class BaseHandler(tornado.web.RequestHandler):
         else:
             body["error"] = self._reason or HTTPStatus(status_code).phrase
         self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps(body))
+        self.finish(json.dumps(body, separators=(",", ":")))
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, APIError):
