@@ -9,7 +9,7 @@ import tornado.web
 
 from .config import Config
 from .handlers import all_handlers
-from .handlers.base import AUTH_LEVELS, NotFoundHandler
+from .handlers.base import AUTH_LEVELS, BaseHandler, NotFoundHandler
 from .methods import MethodTable
 from .pluginmanager import collect_providers, get_plugin_manager
 from .reservations import RECONCILE_EVERY_SECONDS, Reconciler
@@ -77,9 +77,8 @@ class Application(tornado.web.Application):
         # Requests being answered (BaseHandler adds and removes itself): a SIGTERM waits for them.
         self.inflight_requests: set = set()
         routes = all_handlers() + collect_routes(plugin_manager)
-        for _pattern, handler, *_ in routes:
-            if getattr(handler, "auth", None) not in AUTH_LEVELS:
-                raise RuntimeError(f"{handler.__name__} must set auth to one of {AUTH_LEVELS}")
+        for pattern, handler, *_ in routes:
+            check_route_auth(pattern, handler)
         super().__init__(
             routes,
             default_handler_class=NotFoundHandler,
@@ -108,6 +107,28 @@ class Application(tornado.web.Application):
             if task is not None:
                 await task.stop()
         await self.method_registry.close()
+
+
+def check_route_auth(pattern: str, handler) -> None:
+    """Refuse a route that could end up public by accident (RuntimeError naming it).
+
+    Only BaseHandler.prepare checks tokens: a non-public route must use a BaseHandler, and
+    no class between it and BaseHandler may redefine `prepare` (subclasses override
+    `authorize`), or the token check could be skipped silently.
+    """
+    auth = getattr(handler, "auth", None)
+    name = getattr(handler, "__qualname__", repr(handler))
+    if auth not in AUTH_LEVELS:
+        raise RuntimeError(f"{name} must set auth to one of {AUTH_LEVELS} (route {pattern!r})")
+    is_base = isinstance(handler, type) and issubclass(handler, BaseHandler)
+    if auth != "public" and not is_base:
+        raise RuntimeError(f"route {pattern!r} ({name}) has auth={auth!r} but does not subclass "
+                           "checkout_server.handlers.base.BaseHandler, which checks the token")
+    if is_base:
+        for cls in handler.__mro__[:handler.__mro__.index(BaseHandler)]:
+            if "prepare" in vars(cls):
+                raise RuntimeError(f"route {pattern!r} ({name}): {cls.__qualname__} overrides prepare(), "
+                                   "which checks the token; override authorize() instead")
 
 
 def collect_routes(plugin_manager) -> list:

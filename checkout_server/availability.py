@@ -1,7 +1,7 @@
 """Which configured methods can serve a cart: provider answers, checked and never raising.
 
 A provider is third-party code. If it raises inside `supports` or `quote`, or answers
-something that is not a `Support` or a non-negative integer, its method is unavailable
+something that is not a `Support` or an integer from 0 to MAX_MONEY, its method is unavailable
 for that cart and the fault is logged: a plugin bug never becomes a 500 for the shopper.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 
-from .providers import Address, Cart, Support
+from .providers import MAX_MONEY, Address, Cart, Support
 
 log = logging.getLogger("checkout_server.availability")
 
@@ -47,10 +47,10 @@ def shipping_offer(bound_method, cart: Cart, address: Address) -> tuple[Support,
     except Exception:
         log.exception("shipping method %s (%s): quote() raised", bound_method.id, provider.name)
         return Support.no(FAULT_REASON), None
-    # bool is an int subclass; True is not a price.
-    if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
-        log.error("shipping method %s (%s): quote() returned %r, not a non-negative integer "
-                  "in minor units", bound_method.id, provider.name, cost)
+    # bool is an int subclass; True is not a price. Above MAX_MONEY the order could not be stored.
+    if not isinstance(cost, int) or isinstance(cost, bool) or not 0 <= cost <= MAX_MONEY:
+        log.error("shipping method %s (%s): quote() returned %r, not an integer from 0 to %d "
+                  "in minor units", bound_method.id, provider.name, cost, MAX_MONEY)
         return Support.no(FAULT_REASON), None
     return support, cost
 

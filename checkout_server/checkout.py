@@ -21,6 +21,7 @@ from . import reservations
 from .availability import payment_support, shipping_offer
 from .carts import LoadedCart, load_cart, to_address
 from .providers import (
+    MAX_MONEY,
     GatewayError,
     PaymentStart,
     PaymentState,
@@ -386,6 +387,10 @@ def _validate(customer: dict, loaded: LoadedCart, request: dict, table):
         if not shipping_support:
             refuse("shipping_method", f"shipping method {shipping.id} ({shipping.title}) cannot be used "
                                       f"for this cart and address: {shipping_support.reason}")
+    if cart.subtotal + (cost or 0) > MAX_MONEY:
+        # The database stores 64-bit integers; refuse here rather than fail at the insert.
+        refuse("cart", f"the order total would be more than the maximum of {MAX_MONEY} "
+                       f"{cart.currency} minor units; split it into smaller orders")
     if payment is not None:
         priced = dataclasses.replace(cart, shipping_cost=cost) if cost is not None else cart
         support = payment_support(payment, priced)

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from marshmallow import RAISE, Schema
 
 __all__ = [
+    "MAX_MONEY",
     "Address",
     "Cart",
     "CartLine",
@@ -34,6 +35,11 @@ __all__ = [
     "ShippingProvider",
     "Support",
 ]
+
+
+# The largest amount of money the service handles, in minor units: a price, a shipping cost,
+# an order total. Far below 2**53, so every JSON client and the database store it exactly.
+MAX_MONEY = 10**12
 
 
 class NoSettings(Schema):
@@ -81,7 +87,8 @@ class Cart:
 
     @property
     def weight(self) -> int:
-        return sum(line.weight * line.quantity for line in self.lines)
+        """Grams of the physical lines; digital goods weigh nothing in a parcel."""
+        return sum(line.weight * line.quantity for line in self.lines if not line.digital)
 
     @property
     def has_digital(self) -> bool:

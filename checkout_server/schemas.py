@@ -17,6 +17,8 @@ from marshmallow import (
     validates_schema,
 )
 
+from .providers import MAX_MONEY
+
 __all__ = [
     "COUNTRY_CODES", "AddressSchema", "CartItemSchema", "CartQuantitySchema", "CheckoutSchema",
     "CustomerCreateSchema", "ProductCreateSchema", "ProductPatchSchema", "ProfileSchema",
@@ -25,7 +27,7 @@ __all__ = [
 
 # Upper bounds that keep one request from writing absurd documents.
 MAX_QUANTITY_PER_LINE = 999
-MAX_PRICE = 10**12  # minor units
+MAX_PRICE = MAX_MONEY  # minor units
 MAX_STOCK = 10**9
 MAX_WEIGHT_GRAMS = 10**7  # 10 tonnes per unit
 MAX_ID = 2**53 - 1  # what every JSON client can represent exactly

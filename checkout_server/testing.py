@@ -32,6 +32,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
@@ -46,6 +47,7 @@ from .handlers.base import hash_token
 from .hookspecs import hookimpl
 from .pluginmanager import check_hooks, make_plugin_manager
 from .providers import (
+    MAX_MONEY,
     Address,
     Cart,
     CartLine,
@@ -393,7 +395,7 @@ def check_shipping_provider(cls, settings: Mapping[str, Any] | None = None,
     """Assert that `cls` keeps the shipping provider contract; returns an instance.
 
     Checks name, kind, that `settings_schema` loads `settings`, that `supports()` answers a
-    `Support` and that `quote()` is a non-negative integer (minor units) whenever
+    `Support` and that `quote()` is an integer from 0 to MAX_MONEY (minor units) whenever
     `supports()` said yes, for a range of carts and addresses.
     """
     provider = _instantiate(cls, ShippingProvider, "shipping", settings or {})
@@ -408,6 +410,9 @@ def check_shipping_provider(cls, settings: Mapping[str, Any] | None = None,
                 cost = _call(f"{cls.__name__}.quote()", sample, provider.quote, cart, address)
                 assert isinstance(cost, int) and not isinstance(cost, bool) and cost >= 0, (
                     f"{cls.__name__}.quote() must return a non-negative int (minor units), "
+                    f"got {cost!r} on {sample}")
+                assert cost <= MAX_MONEY, (
+                    f"{cls.__name__}.quote() must return at most MAX_MONEY ({MAX_MONEY}), "
                     f"got {cost!r} on {sample}")
     return provider
 
@@ -442,10 +447,16 @@ def make_order(order_key: str = "ORD-2026-000001", total: int = 4_990, currency:
     return OrderInfo(order_key=order_key, total=total, currency=currency, payment=payment or {}, **values)
 
 
-def make_urls(method_id: int, order_key: str = "ORD-2026-000001", base_url: str = "http://shop.test") -> PaymentUrls:
-    """The URLs the core hands a payment method `method_id` for `order_key`."""
-    return PaymentUrls(return_url=f"{base_url}/api/shop/checkout/return/{method_id}?order={order_key}",
-                       notify_url=f"{base_url}/api/shop/checkout/notify/{method_id}")
+TEST_RETURN_TOKEN = "test-return-token"
+
+
+def make_urls(method_id: int, order_key: str = "ORD-2026-000001", base_url: str = "http://shop.test",
+              return_token: str = TEST_RETURN_TOKEN) -> PaymentUrls:
+    """The URLs the core hands a payment method `method_id` for `order_key` (built by the
+    core's own `checkout.payment_urls`, so the return URL carries `&rt=<return_token>`)."""
+    from .checkout import payment_urls
+
+    return payment_urls(SimpleNamespace(base_url=base_url), method_id, order_key, return_token)
 
 
 async def start_payment(provider: PaymentProvider, order: OrderInfo,

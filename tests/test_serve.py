@@ -184,7 +184,8 @@ def test_demo_redirect_flow_follows_the_port(tmp_path):
         status, _, page = _request(next_step)
         assert status == 200 and "Pay" in page and "53.80 EUR" in page  # 2 x 12.00 + 24.90 + 4.90 shipping
 
-        status, location, _ = _request(next_step, "POST", body=b"decision=pay",
+        [form_token] = re.findall(r'name="form_token" value="([\w-]+)"', page)  # the page's CSRF token
+        status, location, _ = _request(next_step, "POST", body=f"decision=pay&form_token={form_token}".encode(),
                                        content_type="application/x-www-form-urlencoded")
         assert status == 303 and location.startswith(f"{base}/api/shop/checkout/return/2?order=ORD-")
         order_key = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["order"][0]

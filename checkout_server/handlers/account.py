@@ -15,6 +15,12 @@ def profile_json(customer: dict) -> dict:
     return {"id": customer["_id"], **profile, "complete": all(profile.values())}
 
 
+def email_taken_error() -> APIError:
+    """Emails are unique, compared case-insensitively (checked, not atomic: see README)."""
+    message = "a customer with this email already exists"
+    return APIError(400, message, {"email": [message]})
+
+
 def address_json(address: dict) -> dict:
     return {field: address.get(field, "") for field in ADDRESS_FIELDS}
 
@@ -27,6 +33,9 @@ class ProfileHandler(BaseHandler):
 
     async def patch(self):
         changes = self.json_body(ProfileSchema(), partial=True)
+        if changes.get("email") and await self.storage.customers.email_taken(changes["email"],
+                                                                             except_id=self.customer["_id"]):
+            raise email_taken_error()
         customer = await self.storage.customers.update_profile(self.customer["_id"], changes)
         self.send(profile_json(customer))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from ..schemas import CustomerCreateSchema, ProductCreateSchema, ProductPatchSchema
-from .account import profile_json
+from .account import email_taken_error, profile_json
 from .base import APIError, BaseHandler, hash_token
 
 # Attempts at setting an absolute stock while checkouts keep changing it.
@@ -85,9 +85,8 @@ class CustomersHandler(BaseHandler):
 
     async def post(self):
         profile = self.json_body(CustomerCreateSchema())
-        if profile.get("email") and await self.storage.customers.find_by_email(profile["email"]):
-            raise APIError(400, "a customer with this email already exists",
-                           {"email": ["a customer with this email already exists"]})
+        if profile.get("email") and await self.storage.customers.email_taken(profile["email"]):
+            raise email_taken_error()
         token = new_customer_token()
         customer = await self.storage.customers.create(hash_token(token), profile)
         # The only time the raw token is ever shown: only its hash is stored.

@@ -6,6 +6,11 @@ start with a handler whose `auth` is anything but "customer", "admin" or "public
 checkout takes its lock in the same update); an unknown token must still give None, so the
 401 stays here.
 
+Subclasses never override `prepare` (the token check lives there, and an override that
+forgets `super()` would make the route public): they override `authorize`, which runs after
+the token check, and their verbs. The app refuses to start with a subclass that defines
+`prepare`, and with a non-public route whose handler is not a BaseHandler.
+
 Customer tokens are stored only as SHA-256 hashes (a token is 32 random bytes, so a plain
 hash is enough); the raw token is shown once, when the customer is created. The admin token
 is compared in constant time. Every answer, errors included, is JSON; no traceback ever
@@ -88,8 +93,11 @@ class BaseHandler(tornado.web.RequestHandler):
                            headers={"Allow": ", ".join(allowed)})
         if len(self.request.body or b"") > MAX_BODY_BYTES:
             raise APIError(413, f"request body is larger than {MAX_BODY_BYTES} bytes")
-        if self.auth == "public":
-            return
+        if self.auth != "public":
+            await self._authenticate()
+        await self.authorize()
+
+    async def _authenticate(self) -> None:
         token = self._token()
         if self.auth == "admin":
             expected = self.settings.get("admin_token")
@@ -107,6 +115,12 @@ class BaseHandler(tornado.web.RequestHandler):
             raise APIError(401, "authentication required: send 'Authorization: Token <your token>'",
                            headers={"WWW-Authenticate": "Token"})
         self.customer = customer
+
+    async def authorize(self) -> None:
+        """Checks of the subclass's own, run after authentication; raise APIError to refuse.
+
+        Override this, never `prepare` (the app refuses a subclass that defines `prepare`).
+        """
 
     async def find_customer(self, token_hash: str) -> dict | None:
         """The customer whose token hashes to `token_hash`, or None (-> 401)."""
@@ -193,7 +207,11 @@ class BaseHandler(tornado.web.RequestHandler):
 
 
 class NotFoundHandler(BaseHandler):
-    """JSON 404 for any unknown route, whatever the verb."""
+    """JSON 404 for any unknown route, whatever the verb.
+
+    The one core handler that defines `prepare` (a 404 comes before the 405 check): it is
+    the app's default handler, never a route, and public.
+    """
 
     auth = "public"
 

@@ -26,6 +26,11 @@ CLEARED_KEEP_SECONDS = 7 * 24 * 3600.0
 CART_WRITE_ATTEMPTS = 20
 
 
+def _email_key(email: str | None) -> str | None:
+    """What emails are compared by: the address lowercased."""
+    return email.lower() if isinstance(email, str) else None
+
+
 def _cart_path(product_id) -> str:
     return f"cart.{int(product_id)}"
 
@@ -56,6 +61,7 @@ class Customers:
     async def create_indexes(self) -> None:
         await self.collection.create_index("token_hash", unique=True)
         await self.collection.create_index("email")
+        await self.collection.create_index("email_key")
 
     async def create(self, token_hash: str, profile: dict) -> dict:
         customer_id = await self.counters.next_value("customers")
@@ -63,6 +69,7 @@ class Customers:
             "_id": customer_id,
             "token_hash": token_hash,
             **{field: profile.get(field) for field in PROFILE_FIELDS},
+            "email_key": _email_key(profile.get("email")),
             "addresses": {},
             "cart": {},
             "checkout_lock": 0.0,
@@ -80,6 +87,18 @@ class Customers:
     async def find_by_email(self, email: str) -> dict | None:
         return await self.collection.find_one({"email": email})
 
+    async def email_taken(self, email: str, except_id: int | None = None) -> bool:
+        """Whether a customer other than `except_id` has `email`, compared case-insensitively.
+
+        A check before the write, not a unique index: two simultaneous writes can both pass.
+        Customers stored before `email_key` existed are matched on the exact email.
+        """
+        for query in ({"email_key": _email_key(email)}, {"email": email}):
+            async for doc in self.collection.find(query, {"_id": 1}).limit(2):
+                if doc["_id"] != except_id:
+                    return True
+        return False
+
     async def set_token_hash(self, customer_id: int, token_hash: str) -> bool:
         """Replace the customer's token (the old one stops working at once)."""
         result = await self.collection.update_one({"_id": customer_id}, {"$set": {"token_hash": token_hash}})
@@ -89,6 +108,8 @@ class Customers:
         changes = {k: v for k, v in changes.items() if k in PROFILE_FIELDS}
         if not changes:
             return await self.get(customer_id)
+        if "email" in changes:
+            changes["email_key"] = _email_key(changes["email"])
         return await self.collection.find_one_and_update(
             {"_id": customer_id}, {"$set": changes}, return_document=ReturnDocument.AFTER
         )

@@ -17,9 +17,14 @@ class SandboxPayments:
         self.collection = collection
 
     async def create(self, order_key: str, amount: int, currency: str, return_url: str) -> dict:
-        """A new payment awaiting the shopper's decision; its `_id` is the reference."""
+        """A new payment awaiting the shopper's decision; its `_id` is the reference.
+
+        `form_token` goes into the page's form and must come back with the decision, so
+        another site cannot make the shopper's browser press Pay (CSRF).
+        """
         doc = {
             "_id": f"sbx_{secrets.token_urlsafe(12)}",
+            "form_token": secrets.token_urlsafe(24),
             "order_key": order_key,
             "amount": int(amount),
             "currency": currency,

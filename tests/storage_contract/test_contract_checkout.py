@@ -51,6 +51,8 @@ async def test_sandbox_payment_is_decided_once(backend):
     ref = created["_id"]
     got = await storage.sandbox_payments.get(ref)
     assert (got["state"], got["amount"], got["currency"], got["order_key"]) == ("created", 2500, "EUR", "ORD-2026-000001")
+    # The page's form token (CSRF) is stored with the payment, as created.
+    assert isinstance(got["form_token"], str) and len(got["form_token"]) >= 32 and got["form_token"] == created["form_token"]
     decided = await asyncio.gather(storage.sandbox_payments.decide(ref, "paid"),
                                    storage.sandbox_payments.decide(ref, "cancelled"))
     assert sum(d is not None for d in decided) == 1

@@ -463,3 +463,21 @@ async def test_order_transitions_of_different_fields_both_apply(backend):
     assert a is not None and b is not None
     final = await storage.orders.get("ORD-2026-000001")
     assert final["status"] == "PROCESSING" and final["note"] == "checked" and len(final["history"]) == 2
+
+
+@pytest.mark.gen_test
+async def test_customer_email_taken_is_case_insensitive_and_can_except_one(backend):
+    storage = await backend.storage()
+    ada = await storage.customers.create("h1", {"email": "Ada@Example.com"})
+    await storage.customers.create("h2", {})  # no email at all
+    assert await storage.customers.email_taken("ada@example.com") is True
+    assert await storage.customers.email_taken("ADA@EXAMPLE.COM") is True
+    assert await storage.customers.email_taken("ada@example.com", except_id=ada["_id"]) is False
+    assert await storage.customers.email_taken("bob@example.com") is False
+    # A profile update moves the key with the email.
+    bob = await storage.customers.create("h3", {"email": "bob@example.com"})
+    await storage.customers.update_profile(bob["_id"], {"email": "Robert@Example.com"})
+    assert await storage.customers.email_taken("robert@example.com") is True
+    assert await storage.customers.email_taken("bob@example.com") is False
+    assert await storage.customers.email_taken("robert@example.com", except_id=bob["_id"]) is False
+    assert (await storage.customers.get(bob["_id"]))["email"] == "Robert@Example.com"

@@ -3,13 +3,20 @@
 from marshmallow import Schema, fields, validate
 
 from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import Cart, PaymentProvider, PaymentStart, Support
+from checkout_server.providers import (
+    MAX_MONEY,
+    Cart,
+    PaymentProvider,
+    PaymentStart,
+    Support,
+)
 
 
 class CashOnDeliverySettings(Schema):
     # Couriers carry limited cash: above this total (minor units, goods plus shipping: what
     # the courier collects) the method is not offered.
-    max_total = fields.Integer(strict=True, validate=validate.Range(min=1), load_default=None)
+    max_total = fields.Integer(strict=True, validate=validate.Range(min=1, max=MAX_MONEY),
+                               load_default=None)
 
 
 class CashOnDelivery(PaymentProvider):

@@ -5,7 +5,7 @@ import pytest
 from marshmallow import ValidationError
 
 from checkout_server.config import ConfigError
-from checkout_server.providers import OrderInfo, PaymentUrls
+from checkout_server.providers import MAX_MONEY, OrderInfo, PaymentUrls
 from checkout_server.testing import (
     CourierPlugin,
     TestShop,
@@ -39,7 +39,7 @@ def test_max_total_is_inclusive_and_optional():
 
 
 @pytest.mark.parametrize("settings", [{"max_total": "lots"}, {"max_total": 1.5}, {"max_total": 0},
-                                      {"max_total": True}, {"limit": 5}])
+                                      {"max_total": True}, {"limit": 5}, {"max_total": MAX_MONEY + 1}])
 def test_bad_settings_are_refused(settings):
     with pytest.raises(ValidationError):
         checkout_cod.CashOnDeliverySettings().load(settings)

@@ -91,7 +91,8 @@ async def test_approved_order_is_captured_once_and_paid_in_paypals_amount():
         assert record["order"]["purchase_units"][0]["amount"] == {"currency_code": "EUR", "value": "123.45"}
 
         back = await shopper_choice(start.redirect_url, "approve")
-        assert query_params(back) == {"order": "ORD-2026-000001", "token": start.reference, "PayerID": "FAKEPAYER42"}
+        assert query_params(back) == {"order": "ORD-2026-000001", "rt": "test-return-token",
+                                      "token": start.reference, "PayerID": "FAKEPAYER42"}
         check = await paypal.verify_return(paying, query_params(back))
         assert (check.state, check.amount, check.currency) == (PaymentState.PAID, 12_345, "EUR")
         # Replayed return: the same PayPal-Request-Id answers the same capture.

@@ -10,11 +10,14 @@ method is configured. Never configure one in production: anyone can "pay" there.
 
 from __future__ import annotations
 
+import hmac
 import json
+import re
 
 import tornado.web
 from tornado.escape import xhtml_escape
 
+from checkout_server.checkout import return_token_matches
 from checkout_server.gatewayhttp import GatewayClient
 from checkout_server.hookspecs import hookimpl
 from checkout_server.providers import (
@@ -27,6 +30,10 @@ from checkout_server.providers import (
 
 RETURN_PATH = "/api/shop/checkout/return/"
 TIMEOUT = 10.0
+# POST /sandbox/api/payments: the provider's own call is a few hundred bytes.
+MAX_CREATE_BODY = 4 * 1024
+FIELD_LIMITS = {"order_key": 64, "currency": 8, "return_url": 2048}
+MAX_REFERENCE = 64  # "sbx_" + 16 characters; anything longer is no reference
 
 
 class SandboxPayment(PaymentProvider):
@@ -105,6 +112,19 @@ class SandboxHandler(tornado.web.RequestHandler):
     def payments(self):
         return self.settings["storage"].sandbox_payments
 
+    def set_default_headers(self):
+        # No other site may frame these pages (clickjacking the Pay button).
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Content-Security-Policy", "frame-ancestors 'none'")
+        self.set_header("Cache-Control", "no-store")
+
+    async def record(self, reference: str) -> dict:
+        """The sandbox payment `reference`, else 404."""
+        record = await self.payments.get(reference) if len(reference) <= MAX_REFERENCE else None
+        if record is None:
+            raise tornado.web.HTTPError(404, reason="no such sandbox payment")
+        return record
+
     def send_json(self, data: dict, status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -114,27 +134,57 @@ class SandboxHandler(tornado.web.RequestHandler):
         self.send_json({"error": self._reason}, status_code)
 
 
+def _bad(reason: str) -> tornado.web.HTTPError:
+    return tornado.web.HTTPError(400, reason=reason)
+
+
 class PaymentsAPI(SandboxHandler):
+    """Creates the record of one payment: only for the provider's own `start`.
+
+    The route is public (a gateway's API is), so what it stores is bounded and tied to a real
+    order: one being checked out right now (HOLD, stock still "reserving") with the sandbox,
+    for its exact amount and currency, returning to its own return URL, whose `rt` token only
+    this service knows. Anything else is 400 and stores nothing.
+    """
+
     async def post(self):
+        if len(self.request.body or b"") > MAX_CREATE_BODY:
+            raise tornado.web.HTTPError(413, reason=f"request body is larger than {MAX_CREATE_BODY} bytes")
         try:
-            body = json.loads(self.request.body or b"{}")
-            amount, currency = body["amount"], body["currency"]
-            order_key, return_url = body["order_key"], body["return_url"]
-            assert isinstance(amount, int) and all(isinstance(v, str) for v in (currency, order_key, return_url))
-        except (ValueError, KeyError, TypeError, AssertionError):
-            raise tornado.web.HTTPError(400, reason="order_key, amount, currency and return_url are required")
-        # Only back to this shop: the page must not become an open redirect.
-        if not return_url.startswith(self.settings["method_registry"].table.site.base_url + "/"):
-            raise tornado.web.HTTPError(400, reason="return_url must point at this shop")
+            body = json.loads(self.request.body or b"null")
+        except (ValueError, RecursionError):
+            raise _bad("the request body is not valid JSON") from None
+        if not isinstance(body, dict) or set(body) != {"order_key", "amount", "currency", "return_url"}:
+            raise _bad("order_key, amount, currency and return_url (only) are required")
+        amount = body["amount"]
+        if type(amount) is not int or not 0 <= amount < 2**63:
+            raise _bad("amount must be a non-negative integer in minor units")
+        for field, limit in FIELD_LIMITS.items():
+            value = body[field]
+            # isascii: also keeps lone surrogates (valid JSON, no UTF-8) away from the database.
+            if not isinstance(value, str) or not value or len(value) > limit or not value.isascii():
+                raise _bad(f"{field} must be an ASCII string of at most {limit} characters")
+        order_key, currency, return_url = body["order_key"], body["currency"], body["return_url"]
+        order = await self.settings["storage"].orders.get(order_key)
+        if (order is None or order.get("status") != "HOLD" or order.get("stock") != "reserving"
+                or (order.get("payment") or {}).get("provider") != SandboxPayment.name):
+            raise _bad("order_key is no order starting a sandbox payment")
+        if amount != order.get("total") or currency != order.get("currency"):
+            raise _bad("amount and currency must be the order's")
+        # Only back to this order's own return URL: no open redirect, no one else's record.
+        base = self.settings["method_registry"].table.site.base_url
+        expected = f"{base}{RETURN_PATH}{order.get('payment_method')}?order={order_key}&rt="
+        token = return_url[len(expected):]
+        if (not return_url.startswith(expected) or not re.fullmatch(r"[\w-]+", token)
+                or not return_token_matches(order, token)):
+            raise _bad("return_url must be this order's return URL at this shop")
         created = await self.payments.create(order_key, amount, currency, return_url)
         self.send_json({"reference": created["_id"]})
 
 
 class PaymentAPI(SandboxHandler):
     async def get(self, reference: str):
-        record = await self.payments.get(reference)
-        if record is None:
-            raise tornado.web.HTTPError(404, reason="no such sandbox payment")
+        record = await self.record(reference)
         self.send_json({k: record[k] for k in ("order_key", "amount", "currency", "state")})
 
 
@@ -149,6 +199,7 @@ PAGE = """<!doctype html>
 </body></html>"""
 
 FORM = """<form method="post" action="/sandbox/pay/{reference}">
+<input type="hidden" name="form_token" value="{form_token}">
 <button name="decision" value="pay">Pay</button>
 <button name="decision" value="cancel">Cancel</button>
 </form>"""
@@ -160,11 +211,10 @@ def _amount(minor: int, currency: str) -> str:
 
 class PaymentPage(SandboxHandler):
     async def get(self, reference: str):
-        record = await self.payments.get(reference)
-        if record is None:
-            raise tornado.web.HTTPError(404, reason="no such sandbox payment")
+        record = await self.record(reference)
         if record["state"] == "created":
-            body = FORM.format(reference=xhtml_escape(reference))
+            body = FORM.format(reference=xhtml_escape(reference),
+                               form_token=xhtml_escape(record.get("form_token", "")))
         else:
             body = f"<p>This payment is already <strong>{xhtml_escape(record['state'])}</strong>.</p>"
         self.set_header("Content-Type", "text/html; charset=UTF-8")
@@ -175,9 +225,12 @@ class PaymentPage(SandboxHandler):
         decision = self.get_body_argument("decision", "")
         if decision not in ("pay", "cancel"):
             raise tornado.web.HTTPError(400, reason="decision must be pay or cancel")
-        record = await self.payments.get(reference)
-        if record is None:
-            raise tornado.web.HTTPError(404, reason="no such sandbox payment")
+        record = await self.record(reference)
+        # The page's own form carries the token; another site's form cannot know it.
+        expected = record.get("form_token")
+        sent = self.get_body_argument("form_token", "")
+        if not isinstance(expected, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
+            raise tornado.web.HTTPError(403, reason="this form is not from the sandbox page; open the page again")
         # A second press (or the other button) after a decision changes nothing.
         await self.payments.decide(reference, "paid" if decision == "pay" else "cancelled")
         self.redirect(record["return_url"], status=303)

@@ -52,8 +52,16 @@ async def start(s):
     return p, c, url[len(s.base_url):]
 
 
-async def decide(s, page, decision):
-    return await s.request("POST", page, raw_body=urlencode({"decision": decision}).encode(),
+def form_token(html: str) -> str:
+    [token] = re.findall(r'<input type="hidden" name="form_token" value="([\w-]+)">', html)
+    return token
+
+
+async def decide(s, page, decision, token: str | None = None):
+    """Press a button as the shopper's browser does: the form as the page served it."""
+    if token is None:
+        token = form_token((await s.request("GET", page)).raw.decode())
+    return await s.request("POST", page, raw_body=urlencode({"decision": decision, "form_token": token}).encode(),
                            headers={"Content-Type": "application/x-www-form-urlencoded"})
 
 
@@ -75,7 +83,8 @@ async def test_pay_on_the_page_then_return_settles_the_order():
         assert (await s.storage.customers.get(c.id))["cart"] == {}
         # The page now says so, and a second decision changes nothing.
         assert "already <strong>paid" in (await s.request("GET", page)).raw.decode()
-        await decide(s, page, "cancel")
+        await decide(s, page, "cancel", token=(await s.storage.sandbox_payments.get(page.rsplit("/", 1)[1]))[
+            "form_token"])
         r = await s.request("GET", back[len(s.base_url):])
         assert r.headers["Location"].endswith("payment=paid")
 
@@ -137,3 +146,80 @@ async def test_hold_expiry_cancels_an_undecided_payment_and_settles_a_paid_one()
         cancelled = await s.storage.orders.get(report.cancelled[0])
         assert cancelled["history"][-1]["reason"] == "no decision on the sandbox page"
         assert (await s.storage.products.get(p["_id"]))["stock"] == 2  # 5 - the 3 paid for
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_another_site_cannot_press_pay_nor_frame_the_page():
+    async with shop() as s:
+        _p, _c, page = await start(s)
+        _p2, _c2, other = await start(s)
+        reference = page.rsplit("/", 1)[1]
+        r = await s.request("GET", page)
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert r.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+        other_token = form_token((await s.request("GET", other)).raw.decode())
+        # A cross-site form knows the URL at best: no token, a wrong one, another payment's.
+        for fields in ({"decision": "pay"}, {"decision": "pay", "form_token": "x" * 32},
+                       {"decision": "pay", "form_token": "é"}, {"decision": "pay", "form_token": other_token}):
+            r = await s.request("POST", page, raw_body=urlencode(fields).encode(),
+                                headers={"Content-Type": "application/x-www-form-urlencoded",
+                                         "Origin": "http://evil.test"})
+            assert r.status == 403 and "Location" not in r.headers and r.body["error"], (fields, r)
+        assert (await s.storage.sandbox_payments.get(reference))["state"] == "created"
+        # The page still works for the shopper.
+        assert (await decide(s, page, "pay")).status == 303
+
+
+def _create(s, body):
+    return s.request("POST", "/sandbox/api/payments", body)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_payment_records_are_created_only_for_an_order_starting_a_sandbox_payment():
+    from checkout_server.checkout import new_return_token, payment_urls
+
+    async with shop() as s:
+        token, token_hash = new_return_token()
+        order = {"_id": "ORD-2026-000077", "status": "HOLD", "stock": "reserving", "total": 2990,
+                 "currency": "EUR", "payment_method": 2, "payment": {"provider": "sandbox"},
+                 "return_token": token_hash}
+        await s.storage.orders.insert(order)
+        return_url = payment_urls(s.methods.site, 2, order["_id"], token).return_url
+        good = {"order_key": order["_id"], "amount": 2990, "currency": "EUR", "return_url": return_url}
+        refused = [
+            {**good, "order_key": "ORD-2026-000078"},  # no such order
+            {**good, "amount": 1},
+            {**good, "amount": True},
+            {**good, "currency": "USD"},
+            {**good, "return_url": return_url[:-1] + ("A" if return_url[-1] != "A" else "B")},  # not its rt
+            {**good, "return_url": return_url + "&next=https://evil.test/"},
+            {**good, "return_url": "https://evil.test/"},
+            {**good, "order_key": "x" * 65},
+            {**good, "extra": "x"},
+            {k: v for k, v in good.items() if k != "currency"},
+            [good],
+        ]
+        for body in refused:
+            r = await _create(s, body)
+            assert r.status == 400 and r.body["error"], (body, r)
+        r = await s.request("POST", "/sandbox/api/payments", raw_body=b"not json")
+        assert r.status == 400 and r.body["error"]
+        r = await _create(s, {**good, "order_key": "x" * 60000})
+        assert r.status == 413 and r.body["error"]
+        for change in ({"status": "CANCELLED"}, {"stock": "held"}, {"payment": {"provider": "cash_on_delivery"}}):
+            await s.storage.orders.collection.update_one({"_id": order["_id"]}, {"$set": change})
+            assert (await _create(s, good)).status == 400, change
+            await s.storage.orders.collection.replace_one({"_id": order["_id"]}, order)
+        assert await s.storage.db.sandbox_payments.count_documents({}) == 0
+        r = await _create(s, good)
+        assert r.status == 200 and r.body["reference"].startswith("sbx_")
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_started_payment_gets_no_second_record():
+    async with shop() as s:
+        _p, _c, page = await start(s)
+        record = await s.storage.sandbox_payments.get(page.rsplit("/", 1)[1])
+        r = await _create(s, {k: record[k] for k in ("order_key", "amount", "currency", "return_url")})
+        assert r.status == 400
+        assert await s.storage.db.sandbox_payments.count_documents({}) == 1

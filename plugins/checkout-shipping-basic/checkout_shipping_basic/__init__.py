@@ -6,9 +6,16 @@ import itertools
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import Address, Cart, ShippingProvider, Support
+from checkout_server.providers import (
+    MAX_MONEY,
+    Address,
+    Cart,
+    ShippingProvider,
+    Support,
+)
 
-_money = {"strict": True, "validate": validate.Range(min=0)}
+# Above MAX_MONEY a cost would be refused at every checkout: refuse it in the config instead.
+_money = {"strict": True, "validate": validate.Range(min=0, max=MAX_MONEY)}
 
 
 def _needs_parcel(cart: Cart) -> Support:

@@ -2,6 +2,7 @@ import checkout_shipping_basic as basic
 import pytest
 from marshmallow import ValidationError
 
+from checkout_server.providers import MAX_MONEY
 from checkout_server.testing import (
     TestShop,
     check_shipping_provider,
@@ -77,6 +78,12 @@ def test_digital_delivery_only_for_all_digital_carts():
     (basic.WeightTableSettings, {"rates": list(reversed(RATES))}, "rates"),
     (basic.WeightTableSettings, {"rates": [RATES[0], RATES[0]]}, "rates"),
     (basic.StorePickupSettings, {"cost": -5}, "cost"),
+    # Above MAX_MONEY every checkout would refuse the quote: refused in the config instead.
+    (basic.FlatRateSettings, {"cost": MAX_MONEY + 1}, "cost"),
+    (basic.FreeShippingOverSettings, {"threshold": 2**63, "cost": 490}, "threshold"),
+    (basic.FreeShippingOverSettings, {"threshold": 5000, "cost": 2**63}, "cost"),
+    (basic.WeightTableSettings, {"rates": [{"up_to_grams": 500, "cost": 2**63}]}, "rates"),
+    (basic.StorePickupSettings, {"cost": MAX_MONEY + 1}, "cost"),
     (basic.DigitalDelivery.settings_schema, {"cost": 1}, "cost"),
 ])
 def test_bad_settings_name_the_field(schema, settings, field):
@@ -100,3 +107,18 @@ async def test_the_shop_offers_the_methods_that_fit_with_their_costs():
         assert r.status == 200
         assert r.body["shipping_methods"] == [{"id": 1, "title": "Standard", "cost": 490},
                                               {"id": 3, "title": "Pick up", "cost": 0}]
+
+
+@pytest.mark.gen_test
+async def test_the_weight_table_weighs_only_the_physical_goods():
+    config = {"shipping_methods": [
+        {"id": 1, "provider": "weight_table", "title": "By weight", "settings": {"rates": RATES}},
+    ]}
+    async with TestShop(config=config, plugins=[basic]) as shop:
+        book = await shop.product("Book", price=2000, weight=400)
+        # A download with a weight left in its product record still weighs nothing.
+        ebook = await shop.product("E-book", price=900, weight=5_000, digital=True)
+        customer = await shop.customer(cart={book["_id"]: 1, ebook["_id"]: 1})
+        r = await customer.request("GET", f"/api/shop/checkout/methods?address={customer.address_id}")
+        assert r.status == 200
+        assert r.body["shipping_methods"] == [{"id": 1, "title": "By weight", "cost": 300}]

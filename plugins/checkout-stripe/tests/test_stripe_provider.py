@@ -72,7 +72,7 @@ async def test_paid_session_is_reported_in_stripes_amount_and_currency():
         assert session["success_url"] == URLS.return_url + "&session_id={CHECKOUT_SESSION_ID}"
 
         back = await shopper_choice(start.redirect_url, "approve")
-        assert query_params(back) == {"order": "ORD-2026-000001", "session_id": start.reference}
+        assert query_params(back) == {"order": "ORD-2026-000001", "rt": "test-return-token", "session_id": start.reference}
         check = await stripe.verify_return(paying, query_params(back))
         assert (check.state, check.amount, check.currency) == (PaymentState.PAID, 4_990, "EUR")
         assert (await stripe.verify_return(paying, query_params(back))) == check  # a replayed return

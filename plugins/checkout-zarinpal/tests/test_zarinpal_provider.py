@@ -75,7 +75,8 @@ async def test_paid_payment_is_verified_once_with_the_stored_amount():
 
         back = await shopper_choice(start.redirect_url, "approve")
         assert back.startswith(URLS.return_url + "&")
-        assert query_params(back) == {"order": "ORD-2026-000001", "Authority": start.reference, "Status": "OK"}
+        assert query_params(back) == {"order": "ORD-2026-000001", "rt": "test-return-token",
+                                      "Authority": start.reference, "Status": "OK"}
 
         check = await zp.verify_return(paying, query_params(back))
         assert (check.state, check.amount, check.currency) == (PaymentState.PAID, 250_000, "IRR")
