@@ -13,7 +13,7 @@ import sys
 from tornado.httpserver import HTTPServer
 
 from .app import Application
-from .checkout import LOCK_SECONDS
+from .checkout_lock import LOCK_SECONDS
 from .config import ConfigError, config_path, load_config
 from .demo import DEMO_CONFIG_PATH, follow_listen_address, print_demo, seed_demo
 from .methods import MethodTable

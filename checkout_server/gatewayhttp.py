@@ -41,8 +41,8 @@ __all__ = ["MAX_CALLS_PER_START", "MAX_TIMEOUT", "GatewayAnswer", "GatewayClient
 
 # The rule that keeps a checkout within its lock: a payment start makes at most
 # MAX_CALLS_PER_START gateway calls (PayPal: token, create, and one token renewal and retry),
-# each bounded by `timeout` <= MAX_TIMEOUT, so 4 x 15 s = 60 s = checkout.start_deadline(),
-# two thirds of checkout.LOCK_SECONDS (90 s). The checkout also cuts a start off at that
+# each bounded by `timeout` <= MAX_TIMEOUT, so 4 x 15 s = 60 s = checkout_lock.start_deadline(),
+# two thirds of checkout_lock.LOCK_SECONDS (90 s). The checkout also cuts a start off at that
 # deadline, whatever a plugin does.
 MAX_TIMEOUT = 15.0
 MAX_CALLS_PER_START = 4

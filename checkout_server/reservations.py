@@ -29,7 +29,7 @@ log = logging.getLogger("checkout_server.reservations")
 
 # An order still "reserving" this long after it was created belongs to a checkout that died
 # (or stalled beyond any gateway timeout): the reconciler cancels it. Longer than
-# checkout.LOCK_SECONDS, which bounds a live checkout (its payment start is cut off well
+# checkout_lock.LOCK_SECONDS, which bounds a live checkout (its payment start is cut off well
 # within the lock), so a live checkout is never taken for a dead one.
 STALE_AFTER = timedelta(minutes=2)
 RECONCILE_EVERY_SECONDS = 60.0
@@ -111,7 +111,7 @@ async def finish_release(storage, order: dict) -> None:
 async def finish_commit(storage, order: dict, lock=None) -> dict | None:
     """A PROCESSING order's side effects, each exactly once: markers dropped, items out of the cart.
 
-    Then the order is `committed`. `lock` (a checkout.CheckoutLock still held) is released
+    Then the order is `committed`. `lock` (a checkout_lock.CheckoutLock still held) is released
     in the same customer update as the cart. Safe to repeat and to race (the reconciler
     finishes what a crash interrupted). Returns the committed order, or None if another
     writer committed it first.

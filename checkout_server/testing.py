@@ -61,6 +61,7 @@ from .providers import (
     ShippingProvider,
     Support,
 )
+from .return_tokens import payment_urls
 
 __all__ = [
     "COURIER_ID",
@@ -453,9 +454,7 @@ TEST_RETURN_TOKEN = "test-return-token"
 def make_urls(method_id: int, order_key: str = "ORD-2026-000001", base_url: str = "http://shop.test",
               return_token: str = TEST_RETURN_TOKEN) -> PaymentUrls:
     """The URLs the core hands a payment method `method_id` for `order_key` (built by the
-    core's own `checkout.payment_urls`, so the return URL carries `&rt=<return_token>`)."""
-    from .checkout import payment_urls
-
+    core's own `return_tokens.payment_urls`, so the return URL carries `&rt=<return_token>`)."""
     return payment_urls(SimpleNamespace(base_url=base_url), method_id, order_key, return_token)
 
 

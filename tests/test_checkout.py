@@ -11,8 +11,7 @@ import pytest
 from invariants import assert_stock_invariant
 from pymongo.errors import AutoReconnect
 
-from checkout_server import checkout as checkout_module
-from checkout_server import reservations
+from checkout_server import clock, repeat_checkout, reservations
 
 ORDER_KEY = re.compile(r"^ORD-\d{4}-\d{6}$")
 
@@ -74,7 +73,7 @@ async def test_redirect_payment_answers_next_step_and_keeps_cart_until_paid():
 
 @pytest.mark.gen_test
 async def test_order_snapshot_prices_totals_address_and_notes(monkeypatch):
-    monkeypatch.setattr(checkout_module, "utcnow", lambda: datetime(2026, 3, 1, 12, tzinfo=UTC))
+    monkeypatch.setattr(clock, "utcnow", lambda: datetime(2026, 3, 1, 12, tzinfo=UTC))
     async with shop() as s:
         widget = await s.product("Widget", price=1250, stock=5)
         c = await s.customer(cart={widget["_id"]: 3})
@@ -378,7 +377,7 @@ async def _move_hold_until(s, key: str, left: timedelta) -> None:
 
 @pytest.mark.gen_test
 async def test_a_repeat_reuses_a_hold_only_while_it_has_time_left():
-    margin = checkout_module.REUSE_HOLD_MIN_LEFT
+    margin = repeat_checkout.REUSE_HOLD_MIN_LEFT
     async with shop() as s:
         p = await s.product(stock=5)
         c = await s.customer(cart={p["_id"]: 2})

@@ -2,7 +2,7 @@
 
 - A `ProviderError` from `start` (a gateway's 4xx, an amount it cannot take) is a 503 with
   its message; the order is cancelled, its units back, the cart as it was.
-- A payment start is cut off at `checkout.start_deadline()`, well within the checkout lock,
+- A payment start is cut off at `checkout_lock.start_deadline()`, well within the checkout lock,
   and gateway timeouts are capped so that a start's calls fit in it: the lock never lapses
   under a live checkout.
 - A checkout releases only its own lock, never one taken after its own lapsed.
@@ -18,8 +18,7 @@ import pytest
 from invariants import assert_stock_invariant
 from marshmallow import ValidationError
 
-from checkout_server import checkout as checkout_module
-from checkout_server import gatewayhttp, reservations
+from checkout_server import checkout_lock, gatewayhttp, reservations
 from checkout_server.hookspecs import hookimpl
 from checkout_server.providers import PaymentProvider, PaymentStart, ProviderError
 from checkout_server.storage import customers as customers_module
@@ -97,7 +96,7 @@ async def test_a_provider_refusing_the_payment_is_a_503_with_its_message_that_lo
 
 @pytest.mark.gen_test
 async def test_a_start_slower_than_the_deadline_is_cut_off_within_the_lock(monkeypatch):
-    monkeypatch.setattr(checkout_module, "LOCK_SECONDS", 0.3)  # the deadline is then 0.2 s
+    monkeypatch.setattr(checkout_lock, "LOCK_SECONDS", 0.3)  # the deadline is then 0.2 s
     async with shop() as s:
         p = await s.product(price=1000, stock=5)
         c = await s.customer(cart={p["_id"]: 2})
@@ -124,7 +123,7 @@ async def test_a_checkout_whose_lock_lapsed_does_not_release_the_next_ones(monke
         # Past the first's lock (say the database stalled): another checkout may take it.
         clock = customers_module.time
         monkeypatch.setattr(customers_module, "time",
-                            SimpleNamespace(time=lambda: clock.time() + checkout_module.LOCK_SECONDS + 1))
+                            SimpleNamespace(time=lambda: clock.time() + checkout_lock.LOCK_SECONDS + 1))
         second = asyncio.ensure_future(c.checkout(GATED, kit.FLAT))
         second_key = await ENTERED[0].get()
         monkeypatch.undo()
@@ -143,5 +142,5 @@ def test_gateway_calls_of_a_payment_start_fit_in_the_checkout_lock():
     with pytest.raises(ValidationError):
         gatewayhttp.GatewaySettings().load({"timeout": gatewayhttp.MAX_TIMEOUT + 1})
     budget = gatewayhttp.MAX_CALLS_PER_START * gatewayhttp.MAX_TIMEOUT
-    assert budget <= checkout_module.start_deadline() <= checkout_module.LOCK_SECONDS * 2 / 3
-    assert checkout_module.LOCK_SECONDS < reservations.STALE_AFTER.total_seconds()
+    assert budget <= checkout_lock.start_deadline() <= checkout_lock.LOCK_SECONDS * 2 / 3
+    assert checkout_lock.LOCK_SECONDS < reservations.STALE_AFTER.total_seconds()

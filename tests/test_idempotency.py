@@ -12,6 +12,7 @@ from invariants import assert_stock_invariant
 from pymongo.errors import AutoReconnect
 
 from checkout_server import checkout as checkout_module
+from checkout_server import checkout_lock, keyed_checkout
 from checkout_server.storage import idempotency as keys_module
 from checkout_server.sweeper import sweep
 
@@ -76,7 +77,7 @@ async def test_same_key_while_the_first_is_running_is_409():
         c = await s.customer(cart={p["_id"]: 1})
         request = {"address": c.address_id, "payment_method": kit.DIRECT, "shipping_method": kit.FLAT, "notes": ""}
         # A first request with this key and body has claimed it and not finished yet.
-        assert await s.storage.idempotency.claim(f"{c.id}:k-5", checkout_module._digest(request)) is None
+        assert await s.storage.idempotency.claim(f"{c.id}:k-5", keyed_checkout.request_hash(request)) is None
         r = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-5")
         assert r.status == 409 and "still being processed" in r.body["error"]
         assert await s.storage.orders.count({}) == 0
@@ -140,10 +141,10 @@ async def checkout_killed_before_its_answer_is_stored(s, c, monkeypatch, payment
 
 
 def after_the_lease(monkeypatch) -> None:
-    """Move the keys' clock past a claim's lease (checkout.LOCK_SECONDS)."""
+    """Move the keys' clock past a claim's lease (checkout_lock.LOCK_SECONDS)."""
     clock = keys_module.time
     monkeypatch.setattr(keys_module, "time",
-                        SimpleNamespace(time=lambda: clock.time() + checkout_module.LOCK_SECONDS + 1))
+                        SimpleNamespace(time=lambda: clock.time() + checkout_lock.LOCK_SECONDS + 1))
 
 
 @pytest.mark.gen_test
@@ -159,7 +160,7 @@ async def test_a_key_left_running_by_a_killed_process_works_again_after_its_leas
         # order, whose payment is recorded: that fixes the answer, so the retry gets it.
         r = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-8")
         assert r.status == 200 and r.body == {"next_step": order["payment"]["next_step"]}
-        # The lease (checkout.LOCK_SECONDS) is over: the same answer (stored by now).
+        # The lease (checkout_lock.LOCK_SECONDS) is over: the same answer (stored by now).
         after_the_lease(monkeypatch)
         r = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-8")
         assert r.status == 200 and r.body == {"next_step": order["payment"]["next_step"]}

@@ -252,7 +252,7 @@ async def test_server_killed_mid_checkout_restarts_consistent(embedded_uri, poin
         assert (await storage.products.get(p["_id"]))["stock"] == 5
         assert (await storage.customers.get(customer["_id"]))["cart"] == {str(p["_id"]): 3}
         await assert_stock_invariant(storage, run_reconciler=False)
-        # The killed checkout's lock would answer 409 until it expires (checkout.LOCK_SECONDS).
+        # The killed checkout's lock would answer 409 until it expires (checkout_lock.LOCK_SECONDS).
         await storage.customers.release_checkout_lock(customer["_id"])
         response = await client.fetch(
             f"{base_url}/api/shop/checkout/cart", method="POST", body=body, raise_error=False,

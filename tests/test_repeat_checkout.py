@@ -13,7 +13,7 @@ import checkout_fixtures as kit
 import pytest
 from invariants import assert_stock_invariant
 
-from checkout_server import checkout as checkout_module
+from checkout_server import repeat_checkout
 from checkout_server.methods import MethodTable
 from checkout_server.providers import PaymentCheck, PaymentState
 
@@ -101,10 +101,10 @@ async def test_a_repeat_near_expiry_whose_method_nobody_can_ask_is_409():
 
 
 def test_a_short_hold_is_reused_for_half_its_length():
-    assert checkout_module.reuse_hold_min_left(30) == timedelta(minutes=5)
-    assert checkout_module.reuse_hold_min_left(10) == timedelta(minutes=5)
-    assert checkout_module.reuse_hold_min_left(5) == timedelta(minutes=2, seconds=30)
-    assert checkout_module.reuse_hold_min_left(1) == timedelta(seconds=30)
+    assert repeat_checkout.reuse_hold_min_left(30) == timedelta(minutes=5)
+    assert repeat_checkout.reuse_hold_min_left(10) == timedelta(minutes=5)
+    assert repeat_checkout.reuse_hold_min_left(5) == timedelta(minutes=2, seconds=30)
+    assert repeat_checkout.reuse_hold_min_left(1) == timedelta(seconds=30)
 
 
 @pytest.mark.gen_test

@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
-from ..checkout import (
-    CheckoutError,
-    checkout_cart,
-    lock_customer_by_token,
-    return_token_matches,
-)
+from ..checkout import checkout_cart
+from ..checkout_answers import CheckoutError
+from ..checkout_lock import lock_customer_by_token
 from ..providers import GatewayError, NotificationError
+from ..return_tokens import return_token_matches
 from ..schemas import CheckoutSchema
 from ..settlement import (
     PENDING,

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo.errors import DuplicateKeyError
 
-# The checkout passes checkout.LOCK_SECONDS: no live request runs longer than its lock.
+# The checkout passes checkout_lock.LOCK_SECONDS: no live request runs longer than its lock.
 DEFAULT_LEASE_SECONDS = 90.0
 
 

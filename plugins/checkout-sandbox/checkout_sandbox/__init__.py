@@ -17,7 +17,6 @@ import re
 import tornado.web
 from tornado.escape import xhtml_escape
 
-from checkout_server.checkout import return_token_matches
 from checkout_server.gatewayhttp import GatewayClient
 from checkout_server.hookspecs import hookimpl
 from checkout_server.providers import (
@@ -27,6 +26,7 @@ from checkout_server.providers import (
     PaymentStart,
     PaymentState,
 )
+from checkout_server.return_tokens import return_token_matches
 
 RETURN_PATH = "/api/shop/checkout/return/"
 TIMEOUT = 10.0

@@ -176,7 +176,7 @@ def _create(s, body):
 
 @pytest.mark.gen_test(timeout=30)
 async def test_payment_records_are_created_only_for_an_order_starting_a_sandbox_payment():
-    from checkout_server.checkout import new_return_token, payment_urls
+    from checkout_server.return_tokens import new_return_token, payment_urls
 
     async with shop() as s:
         token, token_hash = new_return_token()

@@ -1,0 +1,48 @@
+"""What a checkout answers: the answer for an order whose payment is recorded (a paid one
+finished first), or a `CheckoutError`."""
+
+from __future__ import annotations
+
+import logging
+
+from . import reservations
+from .checkout_lock import CheckoutLock
+
+# The checkout's logger, shared by its modules: one name to follow a checkout by.
+log = logging.getLogger("checkout_server.checkout")
+
+
+class CheckoutError(Exception):
+    """A checkout that ends in an error answer: `{"error": message}` (+ `fields`)."""
+
+    def __init__(self, status: int, message: str, fields: dict | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.fields = fields
+
+    def body(self) -> dict:
+        body = {"error": self.message}
+        if self.fields:
+            body["fields"] = self.fields
+        return body
+
+
+def answer_for(order: dict) -> dict:
+    """The checkout's answer for an order: where to pay, or its key."""
+    next_step = (order.get("payment") or {}).get("next_step")
+    if order.get("status") == "HOLD" and next_step:
+        return {"next_step": next_step}
+    return {"order_key": order["_id"]}
+
+
+async def finish_paid(storage, order: dict, lock: CheckoutLock) -> None:
+    """A paid order's side effects (markers, cart, `committed`), run by the checkout.
+
+    The order is paid: whatever fails here is logged and left to the reconciler (which
+    finishes paid orders), and the checkout still answers with the order.
+    """
+    try:
+        await reservations.finish_commit(storage, order, lock)
+    except Exception:
+        log.exception("order %s is paid, but finishing it failed; the reconciler will finish it", order["_id"])
