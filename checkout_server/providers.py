@@ -276,10 +276,8 @@ class PaymentProvider(Provider):
         """Ask the gateway about this order's payment; what it answers is acted on at once.
 
         The core calls it when a hold expires (the sweeper, right before it would cancel the
-        order), when a repeat checkout of the same cart is about to replace a hold close to
-        expiry (the same decision, a few minutes early), from the default `verify_return`,
-        and for a verified `Notification` whose `check` is None. At hold expiry the payment
-        must be decided, so `check` may end it at
+        order), from the default `verify_return`, and for a verified `Notification` whose
+        `check` is None. At hold expiry the payment must be decided, so `check` may end it at
         the gateway: expire a checkout session still open (Stripe), capture an order the
         shopper approved but never came back from (PayPal). A provider whose `check` does so
         must override `verify_return` and always fill `Notification.check`, so that only hold

@@ -11,7 +11,7 @@ import pytest
 from invariants import assert_stock_invariant
 from pymongo.errors import AutoReconnect
 
-from checkout_server import clock, repeat_checkout, reservations
+from checkout_server import clock, reservations
 
 ORDER_KEY = re.compile(r"^ORD-\d{4}-\d{6}$")
 
@@ -373,31 +373,6 @@ async def _move_hold_until(s, key: str, left: timedelta) -> None:
     order = await s.storage.orders.get(key)
     await s.storage.orders.transition(key, {"status": "HOLD"}, {"hold_until": datetime.now(UTC) + left},
                                       current=order)
-
-
-@pytest.mark.gen_test
-async def test_a_repeat_reuses_a_hold_only_while_it_has_time_left():
-    margin = repeat_checkout.REUSE_HOLD_MIN_LEFT
-    async with shop() as s:
-        p = await s.product(stock=5)
-        c = await s.customer(cart={p["_id"]: 2})
-        r1 = await c.checkout(kit.REDIRECT, kit.FLAT)
-        key = r1.body["next_step"].rsplit("/", 1)[1]
-        await _move_hold_until(s, key, margin + timedelta(minutes=1))
-        assert (await c.checkout(kit.REDIRECT, kit.FLAT)).body == r1.body  # still time to pay
-        await _move_hold_until(s, key, margin - timedelta(minutes=1))
-        r2 = await c.checkout(kit.REDIRECT, kit.FLAT)
-        # About to expire: its gateway says it was never paid, so it is cancelled (units back)
-        # and a new order is placed, not a payment page the sweeper cancels soon.
-        assert r2.status == 200 and r2.body != r1.body
-        assert ("check", key) in kit.CALLS
-        old = await s.storage.orders.get(key)
-        assert old["status"] == "CANCELLED" and old["stock"] == "released"
-        assert await s.storage.orders.count({"status": "HOLD"}) == 1
-        assert (await s.storage.products.get(p["_id"]))["stock"] == 3  # held once, by the new order
-        # The new one is what a further repeat answers.
-        assert (await c.checkout(kit.REDIRECT, kit.FLAT)).body == r2.body
-        await assert_stock_invariant(s.storage)
 
 
 class Flaky:

@@ -1,8 +1,9 @@
 """A repeat checkout of an unchanged cart: never a second order while the first may be paid.
 
-Review 3: close to its hold's expiry a repeat placed a new order without asking about the
-old one (a shopper who paid but whose return was lost paid twice); with `hold_minutes <= 5`
-every retry did; and a repeat answered bodies the normal path refuses.
+CONTRACT.md: a second checkout of an unchanged cart whose order is still HOLD creates no
+second order and answers with that order's next_step, however little of its hold is left;
+a late payment is settled by the sweeper, which asks the gateway before it cancels. A repeat
+answers only bodies the normal path accepts.
 """
 
 from __future__ import annotations
@@ -13,12 +14,8 @@ import checkout_fixtures as kit
 import pytest
 from invariants import assert_stock_invariant
 
-from checkout_server import repeat_checkout
-from checkout_server.methods import MethodTable
 from checkout_server.providers import PaymentCheck, PaymentState
-
-STILL_PROCESSING = ("your previous payment for this cart is still being processed; "
-                    "try again in a few minutes")
+from checkout_server.sweeper import sweep
 
 
 @pytest.fixture(autouse=True)
@@ -44,67 +41,38 @@ async def near_expiry(s, key: str, left: timedelta = timedelta(minutes=1)) -> No
                                       current=order)
 
 
-# -- close to expiry: ask the old order's gateway first
+# -- a HOLD order answers its repeats until it leaves HOLD
 
 @pytest.mark.gen_test
-async def test_a_repeat_near_expiry_of_an_order_paid_at_its_gateway_answers_that_order():
-    async with shop() as s:
-        p, c, _r, key = await first_checkout(s)
-        # Paid at the gateway; the shopper's return never arrived.
-        kit.GATEWAY_STATE[key] = PaymentCheck(PaymentState.PAID, amount=2500, currency="EUR", reference=f"ref-{key}")
-        await near_expiry(s, key)
-        r = await c.checkout(kit.REDIRECT, kit.FLAT)
-        assert r.status == 200 and r.body == {"order_key": key}
-        assert await s.storage.orders.count({}) == 1
-        order = await s.storage.orders.get(key)
-        assert order["status"] == "PROCESSING" and order["stock"] == "committed"
-        assert (await s.storage.customers.get(c.id))["cart"] == {}
-        assert (await s.storage.products.get(p["_id"]))["stock"] == 3  # sold once
-        await assert_stock_invariant(s.storage)
-
-
-@pytest.mark.gen_test
-@pytest.mark.parametrize("gateway", [PaymentCheck(PaymentState.PENDING, detail="capture pending"), "down"],
-                         ids=["pending", "unreachable"])
-async def test_a_repeat_near_expiry_whose_payment_may_still_complete_is_409(gateway):
+@pytest.mark.parametrize("left", [timedelta(minutes=1), timedelta(minutes=-3)], ids=["near-expiry", "expired"])
+async def test_a_repeat_answers_the_hold_order_whatever_time_it_has_left(left):
     async with shop() as s:
         p, c, r1, key = await first_checkout(s)
-        kit.GATEWAY_STATE[key] = gateway
-        await near_expiry(s, key)
+        await near_expiry(s, key, left)
         r = await c.checkout(kit.REDIRECT, kit.FLAT)
-        assert r.status == 409 and r.body == {"error": STILL_PROCESSING}
+        assert r.status == 200 and r.body == r1.body
+        assert ("check", key) not in kit.CALLS  # nothing asked, nothing ended early
         assert await s.storage.orders.count({}) == 1
-        assert (await s.storage.orders.get(key))["status"] == "HOLD"
-        assert (await s.storage.products.get(p["_id"]))["stock"] == 3
-        # Once the gateway says it will never be paid, the next repeat places a new order.
-        kit.GATEWAY_STATE[key] = PaymentCheck(PaymentState.FAILED)
-        r2 = await c.checkout(kit.REDIRECT, kit.FLAT)
-        assert r2.status == 200 and r2.body != r1.body
-        assert (await s.storage.orders.get(key))["status"] == "CANCELLED"
-        assert (await s.storage.products.get(p["_id"]))["stock"] == 3  # held once, by the new order
+        assert (await s.storage.products.get(p["_id"]))["stock"] == 3  # held once
         await assert_stock_invariant(s.storage)
 
 
 @pytest.mark.gen_test
-async def test_a_repeat_near_expiry_whose_method_nobody_can_ask_is_409():
+async def test_an_expired_hold_paid_late_is_settled_not_charged_twice():
     async with shop() as s:
-        p, c, _r, key = await first_checkout(s)
-        kit.GATEWAY_STATE[key] = PaymentCheck(PaymentState.PAID, amount=2500, currency="EUR")
-        await near_expiry(s, key)
-        old = s.methods
-        s.app.method_registry.table = MethodTable(
-            old.config, {i: m for i, m in old.payment.items() if i != kit.REDIRECT}, old.shipping)
-        r = await c.checkout(kit.DIRECT, kit.FLAT)  # the same cart, another (configured) method
-        assert r.status == 409 and r.body == {"error": STILL_PROCESSING}
-        assert await s.storage.orders.count({}) == 1 and (await s.storage.orders.get(key))["status"] == "HOLD"
-        assert (await s.storage.products.get(p["_id"]))["stock"] == 3
-
-
-def test_a_short_hold_is_reused_for_half_its_length():
-    assert repeat_checkout.reuse_hold_min_left(30) == timedelta(minutes=5)
-    assert repeat_checkout.reuse_hold_min_left(10) == timedelta(minutes=5)
-    assert repeat_checkout.reuse_hold_min_left(5) == timedelta(minutes=2, seconds=30)
-    assert repeat_checkout.reuse_hold_min_left(1) == timedelta(seconds=30)
+        p, c, r1, key = await first_checkout(s)
+        await near_expiry(s, key, timedelta(minutes=-3))
+        # The shopper pays the page a repeat sent them back to; their return is lost.
+        assert (await c.checkout(kit.REDIRECT, kit.FLAT)).body == r1.body
+        kit.GATEWAY_STATE[key] = PaymentCheck(PaymentState.PAID, amount=2500, currency="EUR", reference=f"ref-{key}")
+        report = await sweep(s.storage, s.methods)
+        assert report.cancelled == [] and (await s.storage.orders.get(key))["status"] == "PROCESSING"
+        assert (await s.storage.customers.get(c.id))["cart"] == {}
+        r = await c.checkout(kit.REDIRECT, kit.FLAT)  # nothing left to buy twice
+        assert r.status == 400 and r.body["fields"]["cart"] == ["your cart is empty"]
+        assert await s.storage.orders.count({}) == 1
+        assert (await s.storage.products.get(p["_id"]))["stock"] == 3  # sold once
+        await assert_stock_invariant(s.storage)
 
 
 @pytest.mark.gen_test
@@ -113,10 +81,10 @@ async def test_with_a_five_minute_hold_a_retry_answers_the_same_order():
         p, c, r1, key = await first_checkout(s)
         r2 = await c.checkout(kit.REDIRECT, kit.FLAT)  # a lost response, retried at once
         assert r2.status == 200 and r2.body == r1.body
-        assert ("check", key) not in kit.CALLS  # not near expiry: nothing to ask
+        assert ("check", key) not in kit.CALLS
         assert await s.storage.orders.count({}) == 1
         assert (await s.storage.products.get(p["_id"]))["stock"] == 3  # held once
-        await near_expiry(s, key, timedelta(minutes=3))  # more than half the hold left
+        await near_expiry(s, key, timedelta(seconds=30))
         assert (await c.checkout(kit.REDIRECT, kit.FLAT)).body == r1.body
         await assert_stock_invariant(s.storage)
 
