@@ -8,7 +8,9 @@ documents: the transmission headers and the raw event go to
 /v1/notifications/verify-webhook-signature. A webhook never captures: the shopper's return
 (`verify_return`) does, and the hold-expiry check (`check`) for a shopper who approved and
 never came back. A refused capture fails the payment only when PayPal declined it; any other
-refusal (a duplicate request still in progress, already captured...) reads the order again.
+refusal (a duplicate request still in progress, already captured...) reads the order again,
+and when the hold is being decided (`check`) an order still uncaptured has failed, unless
+another capture of it is in progress.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ CAPTURE_EVENTS = {"PAYMENT.CAPTURE.COMPLETED", "PAYMENT.CAPTURE.DENIED", "PAYMEN
 # (PREVIOUS_REQUEST_IN_PROGRESS: "when you send two simultaneous API requests with same
 # PayPal-Request-Id header, PayPal processes the first request and might fail the second";
 # ORDER_ALREADY_CAPTURED; an issue we do not know) says nothing about the money: the order is
-# read again.
+# read again (in `check`, an order still uncaptured then fails: see CAPTURE_IN_PROGRESS).
 DECLINED_ISSUES = frozenset({
     "INSTRUMENT_DECLINED", "TRANSACTION_REFUSED", "PAYER_CANNOT_PAY", "PAYER_ACCOUNT_LOCKED_OR_CLOSED",
     "PAYER_ACCOUNT_RESTRICTED", "REDIRECT_PAYER_FOR_ALTERNATE_FUNDING", "CARD_EXPIRED",
@@ -65,6 +67,12 @@ DECLINED_ISSUES = frozenset({
     "PAYEE_BLOCKED_TRANSACTION", "TRANSACTION_BLOCKED_BY_PAYEE", "CARD_BRAND_NOT_SUPPORTED",
     "DOMESTIC_TRANSACTION_REQUIRED",
 })
+# The one capture refusal after which an order still APPROVED may yet be paid: another capture
+# with the same PayPal-Request-Id is in progress (the order reads APPROVED while it runs).
+# After any other refusal no money moved; only the hold-expiry `check` acts on that.
+CAPTURE_IN_PROGRESS = "PREVIOUS_REQUEST_IN_PROGRESS"
+# Orders still waiting for the shopper: never approved, so there is nothing to capture.
+AWAITING_PAYER = ("CREATED", "PAYER_ACTION_REQUIRED", "SAVED")
 TRANSMISSION_HEADERS = ("paypal-transmission-id", "paypal-transmission-time", "paypal-transmission-sig",
                         "paypal-cert-url", "paypal-auth-algo")
 
@@ -157,17 +165,18 @@ class PayPal(PaymentProvider):
     async def check(self, order: OrderInfo) -> PaymentCheck:
         """Capture an approved order; one never approved has failed (the hold is over).
 
-        Reached at hold expiry only: `verify_return` is our own and every notification
-        carries its own check.
+        Reached only where the hold is being decided: at hold expiry (the sweeper). Never by
+        a return or a webhook: `verify_return` is our own and every notification carries
+        its own check.
         """
         paypal_id = order.payment.get("paypal_order_id")
         if not paypal_id:
             return PaymentCheck(PaymentState.FAILED, detail="no PayPal order was started")
         found = await self._api("GET", f"/v2/checkout/orders/{paypal_id}")
         if found.get("status") == "APPROVED":
-            return await self._capture(order, paypal_id)
+            return await self._capture(order, paypal_id, deciding=True)
         check = _order_check(found)
-        if check.state is PaymentState.PENDING and check.detail in ("CREATED", "PAYER_ACTION_REQUIRED", "SAVED"):
+        if check.state is PaymentState.PENDING and check.detail in AWAITING_PAYER:
             return PaymentCheck(PaymentState.FAILED, reference=paypal_id, detail="never approved by the shopper")
         return check
 
@@ -227,7 +236,8 @@ class PayPal(PaymentProvider):
 
     # -- PayPal calls
 
-    async def _capture(self, order: OrderInfo, paypal_id: str) -> PaymentCheck:
+    async def _capture(self, order: OrderInfo, paypal_id: str, *, deciding: bool = False) -> PaymentCheck:
+        """Capture the order; `deciding`: the hold is over, so an answer must be final if it can."""
         try:
             captured = await self._api("POST", f"/v2/checkout/orders/{paypal_id}/capture", {},
                                        request_id=f"checkout-server-{payment_key(order)}-capture")
@@ -240,6 +250,16 @@ class PayPal(PaymentProvider):
             # Not a word on the money (see DECLINED_ISSUES): the order's state decides. A
             # capture still in progress leaves it APPROVED, which is PENDING: the hold stays.
             found = await self._api("GET", f"/v2/checkout/orders/{paypal_id}")
+            uncaptured = found.get("status") in ("APPROVED", *AWAITING_PAYER)
+            if deciding and uncaptured and refused.issue != CAPTURE_IN_PROGRESS:
+                # Refused, and no capture in flight: no money moved. A refusal that lasts (a
+                # payee or configuration problem, ORDER_NOT_APPROVED...) would otherwise keep
+                # the hold and its stock for ever, PENDING on every sweep; the hold is over.
+                reason = refused.issue or refused.name or str(refused.status)
+                log.warning("order %s: PayPal refused to capture its PayPal order %s (%s) as its hold "
+                            "ended: the payment has failed", order.order_key, paypal_id, reason)
+                return PaymentCheck(PaymentState.FAILED, reference=paypal_id,
+                                    detail=f"PayPal refused the capture ({reason})")
             check = _order_check(found)
             if check.state is PaymentState.PENDING:
                 check = dataclasses.replace(check, detail=f"{check.detail}; capture refused: {refused.issue}")

@@ -9,7 +9,9 @@ Operations (for `Faults.only`): "token", "create", "get", "capture", "verify_web
 
 `hold_captures(app)` keeps every capture in progress until the test releases it; meanwhile
 another capture with the same PayPal-Request-Id is answered 422 PREVIOUS_REQUEST_IN_PROGRESS,
-as PayPal may answer the second of two simultaneous requests.
+as PayPal may answer the second of two simultaneous requests. `refuse_captures(app, issue)`
+answers every capture 422 with `issue`, the order left APPROVED: a refusal that lasts (a
+payee account or configuration problem).
 """
 
 from __future__ import annotations
@@ -45,9 +47,13 @@ IN_PROGRESS = web.AppKey("paypal_captures_in_progress", set)  # PayPal-Request-I
 
 @dataclass
 class CaptureGate:
-    """While `holding`, captures wait at the fake until `release` is set (see `hold_captures`)."""
+    """While `holding`, captures wait at the fake until `release` is set (see `hold_captures`).
+
+    `refuse_with`: an issue every capture is refused with (see `refuse_captures`).
+    """
 
     holding: bool = False
+    refuse_with: str | None = None
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set when a capture is held
     release: asyncio.Event = field(default_factory=asyncio.Event)  # set it to let them finish
     refused: int = 0  # duplicates answered PREVIOUS_REQUEST_IN_PROGRESS
@@ -60,6 +66,13 @@ def hold_captures(app: web.Application) -> CaptureGate:
     """Hold this fake's captures in progress until `gate.release` is set: a slow PayPal."""
     gate = app[CAPTURE_GATE]
     gate.holding = True
+    return gate
+
+
+def refuse_captures(app: web.Application, issue: str) -> CaptureGate:
+    """Refuse this fake's captures with 422 `issue` from now on; the orders stay APPROVED."""
+    gate = app[CAPTURE_GATE]
+    gate.refuse_with = issue
     return gate
 
 
@@ -193,6 +206,8 @@ async def capture_order(request: web.Request) -> web.Response:
             request.app[IN_PROGRESS].discard(replay)
     if order["status"] == "COMPLETED":
         return _error(422, "UNPROCESSABLE_ENTITY", "ORDER_ALREADY_CAPTURED")
+    if gate.refuse_with:
+        return _error(422, "UNPROCESSABLE_ENTITY", gate.refuse_with)
     if order["status"] != "APPROVED":
         return _error(422, "UNPROCESSABLE_ENTITY", "ORDER_NOT_APPROVED")
     if record["declined"]:

@@ -61,13 +61,41 @@ async def test_a_refused_capture_that_is_not_a_decline_is_decided_by_the_order_a
     for check in (await paypal.verify_return(ORDER, {"token": "PP1"}), await paypal.check(ORDER)):
         assert (check.state, check.amount, check.currency) == (PaymentState.PAID, 12_300, "USD")
     assert calls[:2] == ["POST /v2/checkout/orders/PP1/capture", "GET /v2/checkout/orders/PP1"]
-    # Still capturing (the order still reads APPROVED): not decided, the hold stays.
+    # Not captured (the order still reads APPROVED): the shopper's return leaves the hold.
     paypal, _calls = paypal_answering(issue, {"id": "PP1", "status": "APPROVED"})
-    for check in (await paypal.verify_return(ORDER, {"token": "PP1"}), await paypal.check(ORDER)):
-        assert check.state is PaymentState.PENDING and check.reference == "PP1"
+    check = await paypal.verify_return(ORDER, {"token": "PP1"})
+    assert check.state is PaymentState.PENDING and check.reference == "PP1"
     # A capture PayPal denied: the order says so.
     paypal, _calls = paypal_answering(issue, captured_order(status="DECLINED"))
     assert (await paypal.verify_return(ORDER, {"token": "PP1"})).state is PaymentState.FAILED
+
+
+@pytest.mark.gen_test
+async def test_at_hold_expiry_an_order_still_approved_is_pending_only_while_another_capture_runs():
+    # A capture with the same PayPal-Request-Id in progress may still take the money: wait for it.
+    paypal, _calls = paypal_answering("PREVIOUS_REQUEST_IN_PROGRESS", {"id": "PP1", "status": "APPROVED"})
+    check = await paypal.check(ORDER)
+    assert check.state is PaymentState.PENDING and check.reference == "PP1"
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("issue", ["ORDER_NOT_APPROVED", "PAYEE_ACCOUNT_RESTRICTED", "SOME_ISSUE_PAYPAL_ADDS_LATER",
+                                   None])
+async def test_at_hold_expiry_any_other_refused_capture_of_an_uncaptured_order_fails_it(issue, caplog):
+    # No money moved; a refusal that lasts would otherwise keep the hold (and its stock) for ever.
+    paypal, calls = paypal_answering(issue, {"id": "PP1", "status": "APPROVED"})
+    check = await paypal.check(ORDER)
+    assert check.state is PaymentState.FAILED and check.reference == "PP1"
+    assert calls == ["GET /v2/checkout/orders/PP1", "POST /v2/checkout/orders/PP1/capture",
+                     "GET /v2/checkout/orders/PP1"]
+    named = issue or "UNPROCESSABLE_ENTITY"
+    assert named in check.detail
+    warnings = [r.getMessage() for r in caplog.records if r.name == "checkout_paypal" and r.levelname == "WARNING"
+                and "hold ended" in r.getMessage()]
+    assert len(warnings) == 1 and ORDER.order_key in warnings[0] and named in warnings[0]
+    # The shopper's return, for the same answers, still leaves the hold.
+    paypal, _calls = paypal_answering(issue, {"id": "PP1", "status": "APPROVED"})
+    assert (await paypal.verify_return(ORDER, {"token": "PP1"})).state is PaymentState.PENDING
 
 
 @pytest.mark.gen_test

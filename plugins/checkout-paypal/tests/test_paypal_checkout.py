@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import checkout_paypal
 import pytest
-from checkout_paypal.fake import make_app, signed_event
+from checkout_paypal.fake import make_app, refuse_captures, signed_event
 
 from checkout_server.fakegateway import (
     Faults,
@@ -167,6 +167,29 @@ async def test_hold_expiry_asks_paypal_first():
         for key, status in ((abandoned, "CANCELLED"), (approved, "PROCESSING")):
             await assert_consistent(gw.shop, key, customer=gw.customer, status=status,
                                     stock={gw.product_id: 2}, cart={})
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_capture_paypal_keeps_refusing_is_cancelled_at_hold_expiry(caplog):
+    # Approved, but PayPal refuses every capture with an issue that is not a decline (a payee
+    # account problem): the return leaves the hold, and hold expiry ends it with the units back.
+    async with paypal_shop() as gw:
+        r = await gw.checkout()
+        back = await shopper_choice(r.body["next_step"], "approve")
+        ((paypal_id, key),) = paypal_orders(gw.fake)
+        refuse_captures(gw.fake.app, "PAYEE_ACCOUNT_RESTRICTED")
+        r = await gw.back_to_shop(back)
+        assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "pending")
+        await gw.assert_held(key)
+        report = await sweep(gw.shop.storage, gw.shop.methods, now=datetime.now(UTC) + timedelta(hours=1))
+        assert report.cancelled == [key] and report.deferred == []
+        await gw.assert_cancelled(key)
+        assert gw.fake.state.records[paypal_id]["order"]["status"] == "APPROVED"  # nothing captured
+        assert any(key in w and "PAYEE_ACCOUNT_RESTRICTED" in w for w in
+                   (rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"))
+        # The next sweep finds nothing left to decide.
+        report = await sweep(gw.shop.storage, gw.shop.methods, now=datetime.now(UTC) + timedelta(hours=2))
+        assert report.cancelled == report.deferred == []
 
 
 @pytest.mark.gen_test(timeout=30)

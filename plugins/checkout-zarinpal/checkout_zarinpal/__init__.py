@@ -45,8 +45,14 @@ DECLINED = {-50, -51}
 # payment is not this merchant's (-53: merchant_id changed), Zarinpal knows no such authority
 # (-54: another host, sandbox vs live), the terminal is invalid, inactive, suspended or
 # restricted (-10, -11, -15, -16, -17), the request is invalid (-9), or -55. A GatewayError
-# keeps the order on hold; an ERROR tells the admin, on every try until it is fixed.
+# keeps the order on hold; an ERROR naming the order and the code tells the admin, on every
+# try until it is fixed. One exception, in `check` (the hold is being decided): see UNKNOWN_AUTHORITY.
 CONFIGURATION = {-9, -10, -11, -15, -16, -17, -53, -54, -55}
+# -54: Zarinpal knows no such authority. A return keeps the hold (the settings may be fixed
+# in time), but when the hold ends an authority Zarinpal does not know can never be paid:
+# kept on hold it would hold the order and its stock for ever, so it has failed. -53 stays a
+# GatewayError there too: the payment exists and may be paid, to another merchant_id.
+UNKNOWN_AUTHORITY = -54
 # Anything else (-12 too many attempts, -52 "contact our support team", a code we do not
 # know) is gateway trouble: a GatewayError, the order stays on hold and is asked again.
 
@@ -111,10 +117,18 @@ class Zarinpal(PaymentProvider):
 
     async def verify_return(self, order: OrderInfo, params: Mapping[str, str]) -> PaymentCheck:
         # Status=OK/NOK in the query string is the browser's word; only verify.json decides.
-        return await self.check(order)
+        return await self._verify(order, deciding=False)
 
     async def check(self, order: OrderInfo) -> PaymentCheck:
-        """verify.json with the stored amount; also settles a payment whose shopper never came back."""
+        """verify.json as the hold ends: settles a shopper who paid and never came back.
+
+        Reached at hold expiry (Zarinpal sends no notifications); an authority Zarinpal does
+        not know fails here.
+        """
+        return await self._verify(order, deciding=True)
+
+    async def _verify(self, order: OrderInfo, *, deciding: bool) -> PaymentCheck:
+        """verify.json with the stored amount; `deciding`: the hold is over (see UNKNOWN_AUTHORITY)."""
         authority = order.payment.get("authority")
         if not authority:
             return PaymentCheck(PaymentState.FAILED, detail="no Zarinpal payment was started")
@@ -133,6 +147,12 @@ class Zarinpal(PaymentProvider):
                 detail="verified" if code == PAID else "already verified")
         if code in DECLINED:
             return PaymentCheck(PaymentState.FAILED, reference=authority, detail=_error_text(answer))
+        if deciding and code == UNKNOWN_AUTHORITY:
+            log.error("order %s: Zarinpal knows no payment %s (%s) as its hold ends: the payment has "
+                      "failed; if other orders fail so, check the method's host (base_url, sandbox)",
+                      order.order_key, authority, _error_text(answer))
+            return PaymentCheck(PaymentState.FAILED, reference=authority,
+                                detail=f"Zarinpal knows no such payment ({_error_text(answer)})")
         if code in CONFIGURATION:
             log.error("order %s: Zarinpal refused to verify payment %s (%s): check the method's "
                       "merchant_id and host (base_url, sandbox); the order stays on hold until "

@@ -165,12 +165,31 @@ async def test_a_verify_refused_for_a_configuration_problem_keeps_the_order_and_
         assert report.deferred == [key] and report.cancelled == []
         await gw.assert_held(key)
         errors = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
-        assert errors and all("-53" in e for e in errors), errors
+        assert len(errors) == 2 and all(key in e and "-53" in e for e in errors), errors  # return, sweep
         # Configured right again: the next return (or sweep) settles it as paid.
         record["merchant_id"] = merchant
         r = await gw.back_to_shop(back)
         assert r.headers["Location"] == gw.result_url(key, "paid")
         await gw.assert_paid(key)
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_payment_zarinpal_does_not_know_is_kept_on_return_and_cancelled_at_hold_expiry(caplog):
+    async with zarinpal_shop() as gw:
+        r = await gw.checkout()
+        back = await shopper_choice(r.body["next_step"], "cancel")
+        ((authority, key),) = payments(gw.fake)
+        # Zarinpal no longer knows the authority (-54: say the method was pointed at another host).
+        del gw.fake.state.records[authority]
+        r = await gw.back_to_shop(back)
+        assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "pending")
+        await gw.assert_held(key)
+        # The hold ends: an authority Zarinpal does not know can never be paid. Units back.
+        report = await sweep(gw.shop.storage, gw.shop.methods, now=datetime.now(UTC) + timedelta(hours=1))
+        assert report.cancelled == [key] and report.deferred == []
+        await gw.assert_cancelled(key)
+        errors = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
+        assert len(errors) == 2 and all(key in e and "-54" in e for e in errors), errors  # return, sweep
 
 
 @pytest.mark.gen_test(timeout=30)

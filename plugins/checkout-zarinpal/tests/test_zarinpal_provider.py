@@ -159,31 +159,47 @@ async def test_refused_connection_and_refused_request_are_gateway_errors():
 async def test_a_verify_refused_for_our_configuration_is_a_gateway_error_not_a_decline(caplog):
     # -53: the payment is not this merchant's (merchant_id changed since the payment started);
     # -54: Zarinpal knows no such authority (another host, sandbox vs live). Neither says the
-    # shopper did not pay: the order stays on hold, and an ERROR tells the admin.
+    # shopper did not pay: on a return the order stays on hold, and an ERROR tells the admin.
     async with on_fake() as (zp, fake):
         start, paying = await started(zp)
         await shopper_choice(start.redirect_url, "approve")
+        unknown = order(order_key="ORD-2026-000002",
+                        payment={"authority": "A" + "0" * 35, "amount": 250_000, "currency": "IRR"})
         other = load_provider(Zarinpal, {"merchant_id": "another-merchant", "base_url": fake.base_url}, ZARINPAL)
         await other.startup()
         try:
             with pytest.raises(GatewayError, match="-53"):
                 await other.verify_return(paying, {})
+            with pytest.raises(GatewayError, match="-54"):
+                await zp.verify_return(unknown, {})
+            errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+            assert len(errors) == 2 and "-53" in errors[0] and "-54" in errors[1] and "merchant_id" in errors[0]
+            assert paying.order_key in errors[0] and unknown.order_key in errors[1]
+            # As the hold ends, an authority Zarinpal does not know can never be paid: failed,
+            # said in an ERROR (a wrong host fails every order so). -53's payment exists and
+            # may be paid to the right merchant: still a GatewayError, the hold stays.
+            caplog.clear()
+            check = await zp.check(unknown)
+            assert check.state is PaymentState.FAILED and "-54" in check.detail
+            with pytest.raises(GatewayError, match="-53"):
+                await other.check(paying)
+            errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+            assert len(errors) == 2 and unknown.order_key in errors[0] and "-54" in errors[0]
+            assert paying.order_key in errors[1] and "-53" in errors[1]
         finally:
             await other.close()
-        with pytest.raises(GatewayError, match="-54"):
-            await zp.check(order(payment={"authority": "A" + "0" * 35, "amount": 250_000, "currency": "IRR"}))
-        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-        assert len(errors) == 2 and "-53" in errors[0] and "-54" in errors[1] and "merchant_id" in errors[0]
         # Nothing was lost meanwhile: the payment is verified with the right settings.
         assert (await zp.check(paying)).state is PaymentState.PAID
 
 
 @pytest.mark.gen_test(timeout=20)
-@pytest.mark.parametrize("code, state", [(-50, PaymentState.FAILED), (-51, PaymentState.FAILED),
-                                         (-9, None), (-10, None), (-11, None), (-12, None), (-15, None),
-                                         (-16, None), (-17, None), (-52, None), (-53, None), (-54, None),
-                                         (-55, None), (-99, None)])
-async def test_verify_codes_are_classified(code, state, caplog):
+@pytest.mark.parametrize("code, state, at_expiry", [
+    (-50, PaymentState.FAILED, PaymentState.FAILED), (-51, PaymentState.FAILED, PaymentState.FAILED),
+    (-9, None, None), (-10, None, None), (-11, None, None), (-12, None, None), (-15, None, None),
+    (-16, None, None), (-17, None, None), (-52, None, None), (-53, None, None),
+    (-54, None, PaymentState.FAILED),  # no such authority: kept on a return, failed as the hold ends
+    (-55, None, None), (-99, None, None)])
+async def test_verify_codes_are_classified(code, state, at_expiry, caplog):
     zp = provider()
 
     async def post(endpoint, body):
@@ -192,9 +208,12 @@ async def test_verify_codes_are_classified(code, state, caplog):
     zp._post = post
     paying = order(payment={"authority": "A" + "1" * 35, "amount": 250_000, "currency": "IRR"})
     with caplog.at_level(logging.WARNING, logger="checkout_zarinpal"):
-        if state is None:
-            with pytest.raises(GatewayError, match=str(code)):
-                await zp.check(paying)
-            assert any(str(code) in r.getMessage() for r in caplog.records if r.name == "checkout_zarinpal")
-        else:
-            assert (await zp.check(paying)).state is state
+        for ask, expected in ((lambda: zp.verify_return(paying, {}), state), (lambda: zp.check(paying), at_expiry)):
+            caplog.clear()
+            if expected is None:
+                with pytest.raises(GatewayError, match=str(code)):
+                    await ask()
+                assert any(str(code) in r.getMessage() and paying.order_key in r.getMessage()
+                           for r in caplog.records if r.name == "checkout_zarinpal")
+            else:
+                assert (await ask()).state is expected
