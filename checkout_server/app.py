@@ -86,7 +86,6 @@ class Application(tornado.web.Application):
             method_registry=self.method_registry,
             plugin_manager=plugin_manager,
             admin_token=admin_token,
-            services={},
             **settings,
         )
 

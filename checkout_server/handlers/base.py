@@ -75,10 +75,6 @@ class BaseHandler(tornado.web.RequestHandler):
         """The current method table; read it once per request and keep the reference."""
         return self.settings["method_registry"].table
 
-    @property
-    def services(self):
-        return self.settings["services"]
-
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
