@@ -5,7 +5,6 @@ state of the order's units: reserving -> held -> committed | released. Every cha
 either is a single guarded update, so only one of several racing writers wins.
 """
 
-import copy
 from datetime import UTC, datetime
 
 
@@ -34,7 +33,8 @@ class Orders:
         empty list: nx-27017 ignores `$addToSet` on a missing field.
         """
         stored = _as_stored({"rev": 0, "events": [], **doc})
-        await self.collection.insert_one(copy.deepcopy(stored))
+        # The driver gets its own copy (_as_stored rebuilds every dict and list).
+        await self.collection.insert_one(_as_stored(stored))
         return stored
 
     async def get(self, order_key: str) -> dict | None:
@@ -79,13 +79,15 @@ class Orders:
                 if current is None:
                     return None
             now = _now()
-            updated = copy.deepcopy(current)
+            # _as_stored rebuilds every dict and list: a copy the caller's `current` and
+            # the changes' own values never share (no deepcopy needed on top).
+            updated = _as_stored(current)
+            earlier = updated.get("history", [])  # the order's own, whatever `changes` holds
             for path, value in {**changes, "updated_at": now}.items():
-                _set_path(updated, path, value)
+                _set_path(updated, path, _as_stored(value))
             if history is not None:
-                updated["history"] = [*current.get("history", []), {"at": now, **history}]
+                updated["history"] = [*earlier, _as_stored({"at": now, **history})]
             updated["rev"] = current.get("rev", 0) + 1
-            updated = _as_stored(updated)
             result = await self.collection.replace_one(
                 {"_id": order_key, **expect, "rev": current.get("rev", 0)}, updated)
             if result.matched_count == 1:
