@@ -1,6 +1,7 @@
 """The embedded nx-27017 server: data survives a restart, a leftover server is recovered."""
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -20,20 +21,22 @@ async def _storage(uri) -> Storage:
 @pytest.mark.gen_test(timeout=120)
 async def test_data_survives_a_restart_on_the_same_data_dir(tmp_path):
     server = EmbeddedMongo(tmp_path)
-    storage = await _storage(server.start())
+    storage = None
     try:
+        storage = await _storage(server.start())
         mug = await storage.products.create({"name": "Mug", "price": 1200, "stock": 5})
         ada = await storage.customers.create("hash-ada", {"first_name": "Ada"})
         await storage.customers.add_to_cart(ada["_id"], mug["_id"], 2)
         assert await storage.products.reserve("ORD-2026-000001", {mug["_id"]: 3}) == 1
     finally:
-        storage.close()
+        if storage is not None:
+            storage.close()
         server.stop()
     assert not server.pid_file.exists()
 
     again = EmbeddedMongo(tmp_path)
-    storage = await _storage(again.start())
     try:
+        storage = await _storage(again.start())
         assert (await storage.customers.by_token_hash("hash-ada"))["cart"] == {str(mug["_id"]): 2}
         product = await storage.products.get(mug["_id"])
         assert product["stock"] == 2 and product["holds"] == {"ORD-2026-000001": 3}
@@ -47,22 +50,27 @@ async def test_data_survives_a_restart_on_the_same_data_dir(tmp_path):
 @pytest.mark.gen_test(timeout=120)
 async def test_a_server_left_behind_by_a_killed_run_is_stopped(tmp_path):
     killed_run = EmbeddedMongo(tmp_path)
-    storage = await _storage(killed_run.start())
-    await storage.products.create({"name": "Mug", "price": 1200, "stock": 5})
-    storage.close()
-    leftover_pid = killed_run.process.pid
-    # The service was SIGKILLed: nobody stopped its database, whose pid file stays.
-    assert _alive(leftover_pid) and killed_run.pid_file.exists()
-
     next_run = EmbeddedMongo(tmp_path)
-    storage = await _storage(next_run.start())
     try:
-        killed_run.process.wait(10)  # reap it: it was stopped by next_run.start()
-        assert not _alive(leftover_pid)
-        assert (await storage.products.find_by_name("Mug"))["stock"] == 5
-    finally:
+        storage = await _storage(killed_run.start())
+        await storage.products.create({"name": "Mug", "price": 1200, "stock": 5})
         storage.close()
+        leftover_pid = killed_run.process.pid
+        # The service was SIGKILLed: nobody stopped its database, whose pid file stays.
+        assert _alive(leftover_pid) and killed_run.pid_file.exists()
+
+        storage = await _storage(next_run.start())
+        try:
+            killed_run.process.wait(10)  # reap it: it was stopped by next_run.start()
+            assert not _alive(leftover_pid)
+            assert (await storage.products.find_by_name("Mug"))["stock"] == 5
+        finally:
+            storage.close()
+    finally:
         next_run.stop()
+        if killed_run.process is not None and killed_run.process.poll() is None:
+            killed_run.process.kill()
+            killed_run.process.wait()
 
 
 def test_a_stale_pid_file_of_another_process_is_ignored(tmp_path):
@@ -88,6 +96,7 @@ def test_the_database_dies_with_a_killed_service(tmp_path):
         "time.sleep(600)\n"
     )
     service = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    db_pid = None
     try:
         db_pid = int(service.stdout.readline())
         assert _alive(db_pid)
@@ -99,3 +108,7 @@ def test_the_database_dies_with_a_killed_service(tmp_path):
         assert not _alive(db_pid)
     finally:
         service.kill()
+        service.wait()
+        service.stdout.close()
+        if db_pid is not None and _alive(db_pid):
+            os.kill(db_pid, signal.SIGKILL)

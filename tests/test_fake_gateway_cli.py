@@ -54,7 +54,12 @@ def listening_url(proc: subprocess.Popen) -> str:
 
 def stop(proc: subprocess.Popen) -> int:
     proc.send_signal(signal.SIGTERM)
-    return proc.wait(timeout=20)
+    try:
+        return proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:  # it ignored SIGTERM: the test fails, the process goes anyway
+            proc.kill()
+            proc.wait()
 
 
 def fetch(url: str, body: dict | None = None) -> dict:
@@ -83,8 +88,14 @@ def test_serves_the_named_fake_with_its_fault_switches_until_sigterm():
 
 def test_an_unknown_name_exits_2_naming_the_known_fakes():
     proc = start("nope")
-    assert proc.wait(timeout=20) == 2
-    assert "no fake gateway named 'nope' (known: echo)" in proc.stderr.read()
+    try:
+        _out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 2
+    assert "no fake gateway named 'nope' (known: echo)" in err
 
 
 def test_installed_gateway_plugins_register_their_fakes():

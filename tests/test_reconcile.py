@@ -210,7 +210,10 @@ def start_server(uri: str, db: str, point: str) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen([sys.executable, "-c", SERVER, uri, db, point],
                             stdout=subprocess.PIPE, env=env, text=True)
     base_url = proc.stdout.readline().strip()
-    assert base_url.startswith("http://127.0.0.1:"), f"server did not start (exit {proc.poll()})"
+    if not base_url.startswith("http://127.0.0.1:"):
+        proc.kill()
+        proc.wait()
+        raise AssertionError(f"server did not start (exit {proc.poll()})")
     return proc, base_url
 
 

@@ -238,6 +238,7 @@ def test_a_second_service_on_the_same_data_is_refused(tmp_path):
     data_dir = tmp_path / "var"
     port = free_port()
     first = _start(data_dir, port)
+    second = None
     try:
         _read_demo(first)
         second = _start(data_dir, free_port())
@@ -246,5 +247,8 @@ def test_a_second_service_on_the_same_data_is_refused(tmp_path):
         assert "in use by another checkout-server" in out and f"pid {first.pid}" in out
         assert _get(port, "/health") == (200, {"status": "ok"})
     finally:
+        if second is not None and second.poll() is None:
+            second.kill()
+            second.wait()
         code = _stop(first)
     assert code == 0
