@@ -7,7 +7,6 @@ only the winner does the side effects (stock, cart).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass
 
@@ -80,18 +79,17 @@ def no_method_reason(table, order: dict) -> str:
             f"which took its payment")
 
 
-async def ask_gateway(method, order: dict, timeout: float | None = None) -> PaymentCheck | None:
+async def ask_gateway(method, order: dict) -> PaymentCheck | None:
     """`method.provider.check(order)`, or None when it gave no usable answer; never raises.
 
-    None: the gateway could not be reached (`GatewayError`, or no answer within `timeout`
-    seconds), the provider failed, or it answered something other than a PaymentCheck.
-    Each is logged; nothing may be decided on it.
+    None: the gateway could not be reached (`GatewayError`), the provider failed, or it
+    answered something other than a PaymentCheck. Each is logged; nothing may be decided on it.
     """
     key = order["_id"]
     try:
-        check = await asyncio.wait_for(method.provider.check(order_info(order)), timeout)
+        check = await method.provider.check(order_info(order))
     except (GatewayError, TimeoutError) as exc:
-        reason = str(exc) or (f"no answer within {timeout:g} s" if timeout is not None else "timed out")
+        reason = str(exc) or "timed out"
         log.warning("order %s: payment method %s could not be asked about the payment: %s",
                     key, method.id, reason)
         return None
