@@ -7,15 +7,15 @@ import logging
 
 import tornado.web
 
-from .config import Config
-from .handlers import all_handlers
-from .handlers.base import AUTH_LEVELS, BaseHandler, NotFoundHandler
-from .methods import MethodTable
-from .pluginmanager import collect_providers, get_plugin_manager
-from .reservations import RECONCILE_EVERY_SECONDS, Reconciler
-from .sweeper import SWEEP_EVERY_SECONDS, Sweeper
+from checkout_server.config import Config
+from checkout_server.handlers import all_handlers
+from checkout_server.methods.table import MethodTable
+from checkout_server.payments.sweeper import SWEEP_EVERY_SECONDS, Sweeper
+from checkout_server.plugin.manager import collect_providers, get_plugin_manager
+from checkout_server.plugin.web import AUTH_LEVELS, BaseHandler, NotFoundHandler
+from checkout_server.stock.reservations import RECONCILE_EVERY_SECONDS, Reconciler
 
-log = logging.getLogger("checkout_server.app")
+log = logging.getLogger(__name__)
 
 
 class MethodRegistry:
@@ -122,7 +122,7 @@ def check_route_auth(pattern: str, handler) -> None:
     is_base = isinstance(handler, type) and issubclass(handler, BaseHandler)
     if auth != "public" and not is_base:
         raise RuntimeError(f"route {pattern!r} ({name}) has auth={auth!r} but does not subclass "
-                           "checkout_server.handlers.base.BaseHandler, which checks the token")
+                           "checkout_server.plugin.web.BaseHandler, which checks the token")
     if is_base:
         for cls in handler.__mro__[:handler.__mro__.index(BaseHandler)]:
             if "prepare" in vars(cls):

@@ -12,22 +12,27 @@ import sys
 
 from tornado.httpserver import HTTPServer
 
-from .app import Application
-from .checkout_lock import LOCK_SECONDS
-from .config import ConfigError, config_path, load_config
-from .demo import DEMO_CONFIG_PATH, follow_listen_address, print_demo, seed_demo
-from .methods import MethodTable
-from .pluginmanager import (
+from checkout_server.app import Application
+from checkout_server.checkout.lock import LOCK_SECONDS
+from checkout_server.config import ConfigError, config_path, load_config
+from checkout_server.demo import (
+    DEMO_CONFIG_PATH,
+    follow_listen_address,
+    print_demo,
+    seed_demo,
+)
+from checkout_server.methods.table import MethodTable
+from checkout_server.plugin.manager import (
     PLUGINS_ENV,
     PluginError,
     collect_providers,
     get_plugin_manager,
     get_plugins,
 )
-from .storage import Storage
-from .storage.embedded import DataDirInUse, EmbeddedMongo
+from checkout_server.storage import Storage
+from checkout_server.storage.embedded import DataDirInUse, EmbeddedMongo
 
-log = logging.getLogger("checkout_server")
+log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,7 +234,10 @@ async def reload_config(app, args) -> bool:
 async def serve_fake_gateway(args) -> int:
     """Serve a plugin's fake gateway until SIGINT/SIGTERM; point a method's `base_url` at it."""
     # Imported here: the fakes' aiohttp server is for this command only.
-    from .fakegateway import collect_fake_gateways, serve_until_stopped
+    from checkout_server.plugin.fake_gateway import (
+        collect_fake_gateways,
+        serve_until_stopped,
+    )
 
     fakes = collect_fake_gateways(get_plugin_manager())
     if args.name not in fakes:

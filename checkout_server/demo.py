@@ -15,10 +15,10 @@ import shlex
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .config import Config
-from .handlers.base import hash_token
+from checkout_server.config import Config
+from checkout_server.plugin.web import hash_token
 
-log = logging.getLogger("checkout_server.demo")
+log = logging.getLogger(__name__)
 
 DEMO_CONFIG_PATH = Path(__file__).parent / "demo" / "checkout.toml"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}

@@ -17,7 +17,7 @@ from marshmallow import (
     validates_schema,
 )
 
-from .providers import MAX_MONEY
+from checkout_server.plugin.providers import MAX_MONEY
 
 __all__ = [
     "COUNTRY_CODES", "AddressSchema", "CartItemSchema", "CartQuantitySchema", "CheckoutSchema",

@@ -10,8 +10,8 @@ import json
 import sys
 from urllib.parse import parse_qs, urlsplit
 
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import (
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.providers import (
     GatewayError,
     Notification,
     NotificationError,

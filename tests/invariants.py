@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from checkout_server.reservations import reconcile
+from checkout_server.stock.reservations import reconcile
 from checkout_server.testing import stock_ledger_problem, units_held_by_orders
 
 

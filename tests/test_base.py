@@ -3,7 +3,7 @@
 import pytest
 import tornado.web
 
-from checkout_server.handlers.base import MAX_BODY_BYTES, BaseHandler
+from checkout_server.plugin.web import MAX_BODY_BYTES, BaseHandler
 from checkout_server.testing import TestShop
 
 
@@ -115,7 +115,7 @@ async def test_a_crashing_handler_answers_json_500_without_traceback():
 def test_the_app_refuses_a_handler_without_a_valid_auth(monkeypatch):
     from checkout_server import app as app_module
     from checkout_server.config import parse_config
-    from checkout_server.pluginmanager import make_plugin_manager
+    from checkout_server.plugin.manager import make_plugin_manager
     from checkout_server.testing import mongomock_storage
 
     class Sloppy(tornado.web.RequestHandler):

@@ -11,7 +11,8 @@ import pytest
 from invariants import assert_stock_invariant
 from pymongo.errors import AutoReconnect
 
-from checkout_server import clock, reservations
+from checkout_server import clock
+from checkout_server.stock import reservations
 
 ORDER_KEY = re.compile(r"^ORD-\d{4}-\d{6}$")
 

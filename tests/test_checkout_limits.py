@@ -18,9 +18,15 @@ import pytest
 from invariants import assert_stock_invariant
 from marshmallow import ValidationError
 
-from checkout_server import checkout_lock, gatewayhttp, reservations
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import PaymentProvider, PaymentStart, ProviderError
+from checkout_server.checkout import lock as checkout_lock
+from checkout_server.plugin import gateway_http as gatewayhttp
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.providers import (
+    PaymentProvider,
+    PaymentStart,
+    ProviderError,
+)
+from checkout_server.stock import reservations
 from checkout_server.storage import customers as customers_module
 from checkout_server.testing import TestShop
 

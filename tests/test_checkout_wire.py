@@ -107,7 +107,7 @@ async def test_database_commands_per_checkout(embedded_uri):
 
 @pytest.mark.gen_test(timeout=60)
 async def test_database_commands_per_paid_return(embedded_uri):
-    from checkout_server.providers import PaymentCheck, PaymentState
+    from checkout_server.plugin.providers import PaymentCheck, PaymentState
 
     counter = CommandCounter()
     async with wire_shop(embedded_uri, event_listeners=[counter]) as s:

@@ -7,8 +7,8 @@ from marshmallow import Schema, fields, validate
 
 from checkout_server import cli
 from checkout_server.config import ConfigError, load_config, parse_config
-from checkout_server.methods import MethodTable
-from checkout_server.providers import PaymentProvider, ShippingProvider, Support
+from checkout_server.methods.table import MethodTable
+from checkout_server.plugin.providers import PaymentProvider, ShippingProvider, Support
 
 
 class Rate(Schema):

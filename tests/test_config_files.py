@@ -12,7 +12,7 @@ import pytest
 
 from checkout_server.config import SiteConfig, load_config
 from checkout_server.demo import DEMO_CONFIG_PATH
-from checkout_server.methods import MethodTable
+from checkout_server.methods.table import MethodTable
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_FILES = [ROOT / "config" / "checkout.toml", ROOT / "config" / "production.example.toml"]
@@ -21,7 +21,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def _installed_providers() -> tuple[dict, dict]:
     """Every installed plugin's providers, whatever CHECKOUT_PLUGINS says in this process."""
-    from checkout_server.pluginmanager import collect_providers, make_plugin_manager
+    from checkout_server.plugin.manager import collect_providers, make_plugin_manager
 
     saved = os.environ.pop("CHECKOUT_PLUGINS", None)
     try:
@@ -100,7 +100,7 @@ def test_readme_documents_every_site_field_with_its_default():
 
 
 def test_readme_documents_every_environment_variable():
-    from checkout_server.pluginmanager import PLUGINS_ENV
+    from checkout_server.plugin.manager import PLUGINS_ENV
 
     read = {PLUGINS_ENV}
     for source in (ROOT / "checkout_server").rglob("*.py"):

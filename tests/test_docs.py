@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from checkout_server import hookspecs
-from checkout_server.pluginmanager import ENTRY_POINT_GROUP
+from checkout_server.plugin import hookspecs
+from checkout_server.plugin.manager import ENTRY_POINT_GROUP
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS_DOC = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")

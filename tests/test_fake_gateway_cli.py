@@ -11,15 +11,16 @@ import urllib.request
 
 import pytest
 
-from checkout_server.fakegateway import collect_fake_gateways, new_app
-from checkout_server.hookspecs import hookimpl
-from checkout_server.pluginmanager import make_plugin_manager
+from checkout_server.plugin.fake_gateway import collect_fake_gateways, new_app
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.manager import make_plugin_manager
 
 # A child process with one in-test plugin whose fake is a bare fake app (fault routes only).
 CHILD = textwrap.dedent("""
-    from checkout_server import cli, pluginmanager
-    from checkout_server.fakegateway import new_app
-    from checkout_server.hookspecs import hookimpl
+    from checkout_server import cli
+    from checkout_server.plugin import manager as pluginmanager
+    from checkout_server.plugin.fake_gateway import new_app
+    from checkout_server.plugin.hookspecs import hookimpl
 
     class EchoPlugin:
         @hookimpl

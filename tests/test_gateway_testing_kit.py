@@ -3,7 +3,7 @@
 import pytest
 from aiohttp import ClientSession, web
 
-from checkout_server.fakegateway import (
+from checkout_server.plugin.fake_gateway import (
     STATE,
     add_payment_page,
     approval_page,

@@ -8,9 +8,13 @@ import pytest
 from aiohttp import web
 from marshmallow import ValidationError, fields
 
-from checkout_server.fakegateway import STATE, new_app, run_fake
-from checkout_server.gatewayhttp import GatewayAnswer, GatewayClient, GatewaySettings
-from checkout_server.providers import GatewayError
+from checkout_server.plugin.fake_gateway import STATE, new_app, run_fake
+from checkout_server.plugin.gateway_http import (
+    GatewayAnswer,
+    GatewayClient,
+    GatewaySettings,
+)
+from checkout_server.plugin.providers import GatewayError
 
 
 @contextlib.asynccontextmanager

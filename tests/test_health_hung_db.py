@@ -11,7 +11,7 @@ from tornado.testing import bind_unused_port
 
 from checkout_server.app import Application
 from checkout_server.config import parse_config
-from checkout_server.pluginmanager import make_plugin_manager
+from checkout_server.plugin.manager import make_plugin_manager
 from checkout_server.storage import Storage
 
 

@@ -11,10 +11,11 @@ import pytest
 from invariants import assert_stock_invariant
 from pymongo.errors import AutoReconnect
 
-from checkout_server import checkout as checkout_module
-from checkout_server import checkout_lock, keyed_checkout
+from checkout_server.checkout import flow as checkout_module
+from checkout_server.checkout import idempotency as keyed_checkout
+from checkout_server.checkout import lock as checkout_lock
+from checkout_server.payments.sweeper import sweep
 from checkout_server.storage import idempotency as keys_module
-from checkout_server.sweeper import sweep
 
 shop = kit.shop
 

@@ -4,11 +4,16 @@ import logging
 
 import pytest
 
-from checkout_server.availability import payment_support, shipping_offer
 from checkout_server.config import MethodConfig
-from checkout_server.hookspecs import hookimpl
-from checkout_server.methods import BoundMethod
-from checkout_server.providers import Method, PaymentProvider, ShippingProvider, Support
+from checkout_server.methods.availability import payment_support, shipping_offer
+from checkout_server.methods.table import BoundMethod
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.providers import (
+    Method,
+    PaymentProvider,
+    ShippingProvider,
+    Support,
+)
 from checkout_server.testing import TestShop, make_address, make_cart
 
 
@@ -116,7 +121,7 @@ def url(address, extra=""):
 async def test_lists_only_active_methods_that_support_the_cart_and_address(caplog):
     async with TestShop(config=CONFIG, plugins=[ShopPlugin()]) as shop:
         customer = await shopper(shop)
-        with caplog.at_level(logging.ERROR, "checkout_server.availability"):
+        with caplog.at_level(logging.ERROR, "checkout_server.methods.availability"):
             r = await customer.request("GET", url(customer.address_id))
         assert r.status == 200, r
         assert r.body == {
@@ -212,7 +217,7 @@ CART, ADDRESS = make_cart({"price": 1000}), make_address()
 
 @pytest.mark.parametrize("answer", [-1, 4.5, "490", None, True, False, RuntimeError("boom")])
 def test_a_bad_or_failing_quote_makes_the_method_unavailable(answer, caplog):
-    with caplog.at_level(logging.ERROR, "checkout_server.availability"):
+    with caplog.at_level(logging.ERROR, "checkout_server.methods.availability"):
         support, cost = shipping_offer(bound(BadQuote, answer=answer), CART, ADDRESS)
     assert not support and support.reason and cost is None
     assert "bad_quote" in caplog.text
@@ -224,7 +229,7 @@ def test_a_good_quote_is_offered(answer):
 
 
 def test_a_payment_provider_that_raises_is_unavailable_not_an_error(caplog):
-    with caplog.at_level(logging.ERROR, "checkout_server.availability"):
+    with caplog.at_level(logging.ERROR, "checkout_server.methods.availability"):
         support = payment_support(bound(BrokenPayment), CART)
     assert not support and support.reason
     assert "plugin bug" in caplog.text

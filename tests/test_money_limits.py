@@ -8,8 +8,8 @@ import sys
 import checkout_fixtures as kit
 import pytest
 
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import MAX_MONEY, ShippingProvider
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.providers import MAX_MONEY, ShippingProvider
 from checkout_server.storage import Storage
 from checkout_server.testing import TestShop
 

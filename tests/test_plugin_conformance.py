@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import (
+from checkout_server.payments.sweeper import sweep
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.providers import (
     Notification,
     PaymentCheck,
     PaymentProvider,
@@ -18,7 +19,6 @@ from checkout_server.providers import (
     ShippingProvider,
     Support,
 )
-from checkout_server.sweeper import sweep
 from checkout_server.testing import (
     CourierPlugin,
     TestShop,

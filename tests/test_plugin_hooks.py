@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from checkout_server import hookspecs
-from checkout_server.handlers.base import BaseHandler
-from checkout_server.hookspecs import hookimpl
-from checkout_server.pluginmanager import collect_providers, make_plugin_manager
-from checkout_server.providers import PaymentProvider, ShippingProvider, Support
+from checkout_server.plugin import hookspecs
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.manager import collect_providers, make_plugin_manager
+from checkout_server.plugin.providers import PaymentProvider, ShippingProvider, Support
+from checkout_server.plugin.web import BaseHandler
 from checkout_server.testing import TestShop
 
 ROOT = Path(__file__).resolve().parent.parent

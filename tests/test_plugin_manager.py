@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from checkout_server import cli, pluginmanager
-from checkout_server.hookspecs import hookimpl
-from checkout_server.pluginmanager import (
+from checkout_server import cli
+from checkout_server.plugin import manager as pluginmanager
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.manager import (
     PluginError,
     collect_providers,
     get_plugins,
     make_plugin_manager,
 )
-from checkout_server.providers import PaymentProvider, ShippingProvider
+from checkout_server.plugin.providers import PaymentProvider, ShippingProvider
 from checkout_server.testing import TestShop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,8 +110,8 @@ def test_the_example_plugin_passes_its_own_tests_when_copied(example_installed):
 # -- CHECKOUT_PLUGINS
 
 DEMO_PLUGIN = """
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import PaymentProvider
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.providers import PaymentProvider
 
 class Voucher(PaymentProvider):
     name = "voucher"

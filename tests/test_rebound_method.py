@@ -17,8 +17,9 @@ import pytest
 from invariants import assert_stock_invariant
 
 from checkout_server.config import parse_config
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import (
+from checkout_server.payments.sweeper import sweep
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.providers import (
     Notification,
     NotificationError,
     PaymentCheck,
@@ -26,7 +27,6 @@ from checkout_server.providers import (
     PaymentStart,
     PaymentState,
 )
-from checkout_server.sweeper import sweep
 from checkout_server.testing import TestShop
 
 

@@ -15,9 +15,9 @@ import pytest
 from invariants import assert_stock_invariant
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
-from checkout_server import reservations
-from checkout_server.handlers.base import hash_token
-from checkout_server.providers import PaymentCheck, PaymentState
+from checkout_server.plugin.providers import PaymentCheck, PaymentState
+from checkout_server.plugin.web import hash_token
+from checkout_server.stock import reservations
 from checkout_server.storage import Storage
 
 TESTS = Path(__file__).parent
@@ -180,7 +180,7 @@ SERVER = """
 import asyncio, sys
 from datetime import timedelta
 import checkout_fixtures as kit
-from checkout_server import reservations
+from checkout_server.stock import reservations
 from checkout_server.storage import Storage
 from checkout_server.testing import TestShop
 

@@ -16,8 +16,12 @@ import urllib.request
 import pytest
 
 from checkout_server.cli import reload_config
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import PaymentProvider, PaymentStart, ShippingProvider
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.providers import (
+    PaymentProvider,
+    PaymentStart,
+    ShippingProvider,
+)
 from checkout_server.testing import TestShop
 
 

@@ -14,8 +14,8 @@ import checkout_fixtures as kit
 import pytest
 from invariants import assert_stock_invariant
 
-from checkout_server.providers import PaymentCheck, PaymentState
-from checkout_server.sweeper import sweep
+from checkout_server.payments.sweeper import sweep
+from checkout_server.plugin.providers import PaymentCheck, PaymentState
 
 
 @pytest.fixture(autouse=True)

@@ -9,8 +9,8 @@ import checkout_fixtures as kit
 import pytest
 from invariants import assert_stock_invariant
 
-from checkout_server.providers import PaymentCheck, PaymentState
-from checkout_server.settlement import settle
+from checkout_server.payments.settlement import settle
+from checkout_server.plugin.providers import PaymentCheck, PaymentState
 
 
 @pytest.fixture(autouse=True)
@@ -188,7 +188,7 @@ async def test_forged_notification_is_400_and_changes_nothing():
 async def test_a_paid_return_whose_clean_up_fails_still_answers_paid(monkeypatch):
     from pymongo.errors import AutoReconnect
 
-    from checkout_server import reservations
+    from checkout_server.stock import reservations
 
     async with shop() as s:
         p, c, key = await redirect_order(s)

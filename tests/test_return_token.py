@@ -13,8 +13,8 @@ import checkout_fixtures as kit
 import pytest
 from invariants import assert_stock_invariant
 
-from checkout_server.methods import MethodTable
-from checkout_server.providers import PaymentCheck, PaymentState
+from checkout_server.methods.table import MethodTable
+from checkout_server.plugin.providers import PaymentCheck, PaymentState
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +83,7 @@ async def test_a_return_for_a_method_removed_by_a_reload_still_lands_on_the_site
             old.config, {i: m for i, m in old.payment.items() if i != kit.REDIRECT}, old.shipping)
         back = await kit.return_path(s.storage, key, kit.REDIRECT)
         kit.CALLS.clear()
-        with caplog.at_level(logging.ERROR, logger="checkout_server.checkout"):
+        with caplog.at_level(logging.ERROR, logger="checkout_server.checkout.flow"):
             r = await s.request("GET", back)
         assert r.status == 302 and r.headers["Location"] == f"http://shop.test/orders/{key}?payment=pending"
         assert kit.CALLS == [] and (await s.storage.orders.get(key))["status"] == "HOLD"

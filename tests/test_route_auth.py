@@ -3,8 +3,8 @@
 import pytest
 import tornado.web
 
-from checkout_server.handlers.base import APIError, BaseHandler
-from checkout_server.hookspecs import hookimpl
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.web import APIError, BaseHandler
 from checkout_server.testing import TestShop, make_urls, query_params
 
 

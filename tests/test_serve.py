@@ -23,7 +23,7 @@ DEMO_PROVIDERS = {"payment": {"cash_on_delivery", "sandbox"},
 
 
 def _missing_demo_providers() -> set[str]:
-    from checkout_server.pluginmanager import collect_providers, make_plugin_manager
+    from checkout_server.plugin.manager import collect_providers, make_plugin_manager
 
     saved = os.environ.pop("CHECKOUT_PLUGINS", None)
     try:

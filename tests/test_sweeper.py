@@ -9,15 +9,15 @@ import checkout_fixtures as kit
 import pytest
 from invariants import assert_stock_invariant
 
-from checkout_server.hookspecs import hookimpl
-from checkout_server.methods import MethodTable
-from checkout_server.providers import (
+from checkout_server.methods.table import MethodTable
+from checkout_server.payments.sweeper import Sweeper, sweep
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.providers import (
     PaymentCheck,
     PaymentProvider,
     PaymentStart,
     PaymentState,
 )
-from checkout_server.sweeper import Sweeper, sweep
 from checkout_server.testing import TestShop
 
 
@@ -124,7 +124,7 @@ async def test_a_payment_still_pending_at_its_gateway_keeps_the_hold_until_decid
         p, c, key = await hold(s)
         # Stripe: session complete, SEPA debit processing; PayPal: capture PENDING.
         kit.GATEWAY_STATE[key] = PaymentCheck(PaymentState.PENDING, detail="capture pending")
-        with caplog.at_level(logging.INFO, logger="checkout_server.sweeper"):
+        with caplog.at_level(logging.INFO, logger="checkout_server.payments.sweeper"):
             report = await sweep(s.storage, s.methods, now=LATER)
         assert report.deferred == [key] and report.cancelled == []
         assert any(key in r.getMessage() and "pending" in r.getMessage() and r.levelno >= logging.INFO
@@ -172,7 +172,7 @@ async def test_a_hold_whose_method_was_removed_by_a_reload_is_kept_and_logged(ca
         old = s.methods
         without = MethodTable(old.config, {i: m for i, m in old.payment.items() if i != kit.REDIRECT},
                               old.shipping)
-        with caplog.at_level(logging.ERROR, logger="checkout_server.sweeper"):
+        with caplog.at_level(logging.ERROR, logger="checkout_server.payments.sweeper"):
             report = await sweep(s.storage, without, now=LATER)
         assert report.deferred == [key] and report.cancelled == [] and report.paid == []
         assert any(r.levelno == logging.ERROR and key in r.getMessage() and f"method {kit.REDIRECT}" in r.getMessage()

@@ -1,6 +1,14 @@
 """HTTP handlers, one module per area; each ends in its `default_handlers` URL list."""
 
-from . import account, admin, cart, checkout, health, methods, orders
+from checkout_server.handlers import (
+    account,
+    admin,
+    cart,
+    checkout,
+    health,
+    methods,
+    orders,
+)
 
 AREAS = (health, account, cart, checkout, orders, admin, methods)
 

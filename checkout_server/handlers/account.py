@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..schemas import AddressSchema, ProfileSchema
-from ..storage.customers import ADDRESS_FIELDS, PROFILE_FIELDS
-from .base import APIError, BaseHandler
+from checkout_server.plugin.web import APIError, BaseHandler
+from checkout_server.schemas import AddressSchema, ProfileSchema
+from checkout_server.storage.customers import ADDRESS_FIELDS, PROFILE_FIELDS
 
 # An address book is part of the customer document: keep it small.
 MAX_ADDRESSES = 50

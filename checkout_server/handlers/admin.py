@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import secrets
 
-from ..schemas import CustomerCreateSchema, ProductCreateSchema, ProductPatchSchema
-from .account import email_taken_error, profile_json
-from .base import APIError, BaseHandler, hash_token
+from checkout_server.handlers.account import email_taken_error, profile_json
+from checkout_server.plugin.web import APIError, BaseHandler, hash_token
+from checkout_server.schemas import (
+    CustomerCreateSchema,
+    ProductCreateSchema,
+    ProductPatchSchema,
+)
 
 # Attempts at setting an absolute stock while checkouts keep changing it.
 STOCK_SET_ATTEMPTS = 20

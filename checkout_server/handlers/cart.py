@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from ..carts import cart_json, load_cart
-from ..schemas import MAX_QUANTITY_PER_LINE, CartItemSchema, CartQuantitySchema
-from .base import APIError, BaseHandler
+from checkout_server.checkout.cart import cart_json, load_cart
+from checkout_server.plugin.web import APIError, BaseHandler
+from checkout_server.schemas import (
+    MAX_QUANTITY_PER_LINE,
+    CartItemSchema,
+    CartQuantitySchema,
+)
 
 # A cart is part of the customer document: keep it small.
 MAX_CART_LINES = 100

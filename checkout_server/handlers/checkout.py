@@ -5,13 +5,11 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote
 
-from ..checkout import checkout_cart
-from ..checkout_answers import CheckoutError
-from ..checkout_lock import lock_customer_by_token
-from ..providers import GatewayError, NotificationError
-from ..return_tokens import return_token_matches
-from ..schemas import CheckoutSchema
-from ..settlement import (
+from checkout_server.checkout.answers import CheckoutError
+from checkout_server.checkout.flow import checkout_cart
+from checkout_server.checkout.lock import lock_customer_by_token
+from checkout_server.payments.return_tokens import return_token_matches
+from checkout_server.payments.settlement import (
     PENDING,
     method_for,
     no_method_reason,
@@ -19,9 +17,11 @@ from ..settlement import (
     result_of,
     settle,
 )
-from .base import APIError, BaseHandler
+from checkout_server.plugin.providers import GatewayError, NotificationError
+from checkout_server.plugin.web import APIError, BaseHandler
+from checkout_server.schemas import CheckoutSchema
 
-log = logging.getLogger("checkout_server.checkout")
+log = logging.getLogger(__name__)
 
 # Built once: a marshmallow schema deep-copies its declared fields on every instantiation,
 # and loading keeps no state on the instance.

@@ -1,6 +1,6 @@
 """GET /health: 200 once the database answers, 503 otherwise."""
 
-from .base import APIError, BaseHandler
+from checkout_server.plugin.web import APIError, BaseHandler
 
 
 class HealthHandler(BaseHandler):

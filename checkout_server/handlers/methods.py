@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ..availability import payment_support, shipping_offer
-from ..carts import load_cart, to_address
-from ..pluginmanager import get_plugins
-from ..providers import Support
-from .base import APIError, BaseHandler
+from checkout_server.checkout.cart import load_cart, to_address
+from checkout_server.methods.availability import payment_support, shipping_offer
+from checkout_server.plugin.manager import get_plugins
+from checkout_server.plugin.providers import Support
+from checkout_server.plugin.web import APIError, BaseHandler
 
 _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no", ""}

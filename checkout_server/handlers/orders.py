@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import APIError, BaseHandler
+from checkout_server.plugin.web import APIError, BaseHandler
 
 PUBLIC_FIELDS = ("status", "items", "subtotal", "shipping_cost", "total", "currency", "payment_method",
                  "shipping_method", "address", "billing", "notes", "created_at", "updated_at")

@@ -9,12 +9,12 @@ import asyncio
 
 from pymongo.errors import ConnectionFailure, ServerSelectionTimeoutError
 
-from .counters import Counters
-from .customers import Customers
-from .idempotency import IdempotencyKeys
-from .orders import Orders
-from .products import Products
-from .sandbox import SandboxPayments
+from checkout_server.storage.counters import Counters
+from checkout_server.storage.customers import Customers
+from checkout_server.storage.idempotency import IdempotencyKeys
+from checkout_server.storage.orders import Orders
+from checkout_server.storage.products import Products
+from checkout_server.storage.sandbox import SandboxPayments
 
 # Errors that mean "the database is not answering now": a 503, not a 500.
 UNAVAILABLE_ERRORS = (ConnectionFailure, ServerSelectionTimeoutError)

@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-log = logging.getLogger("checkout_server.embedded")
+log = logging.getLogger(__name__)
 
 
 # Run as `python -c _DIE_WITH_PARENT <parent pid> <command...>`: ask Linux to SIGTERM this

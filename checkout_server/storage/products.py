@@ -15,7 +15,7 @@ No query here filters on a boolean: nx-27017 stores a boolean written by `$set` 
 
 from pymongo import ReturnDocument
 
-from .bulk import guarded_updates
+from checkout_server.storage.bulk import guarded_updates
 
 PRODUCT_FIELDS = ("name", "price", "digital", "weight", "active")
 BOOLEAN_FIELDS = ("digital", "active")

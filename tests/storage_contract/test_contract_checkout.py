@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from checkout_server import reservations
-from checkout_server.providers import PaymentCheck, PaymentState
-from checkout_server.settlement import settle
+from checkout_server.payments.settlement import settle
+from checkout_server.plugin.providers import PaymentCheck, PaymentState
+from checkout_server.stock import reservations
 
 
 def _order(key: str, customer: int, lines: dict[int, int], status="HOLD", stock="reserving", age=timedelta(0)):

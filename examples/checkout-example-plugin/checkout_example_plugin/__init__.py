@@ -3,8 +3,7 @@ payment by invoice (a direct payment: the order is settled when it is placed).""
 
 from marshmallow import Schema, fields, validate
 
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import (
+from checkout_server.plugin import (
     Address,
     Cart,
     OrderInfo,
@@ -13,6 +12,7 @@ from checkout_server.providers import (
     PaymentUrls,
     ShippingProvider,
     Support,
+    hookimpl,
 )
 
 

@@ -2,13 +2,13 @@
 
 from marshmallow import Schema, fields, validate
 
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import (
+from checkout_server.plugin import (
     MAX_MONEY,
     Cart,
     PaymentProvider,
     PaymentStart,
     Support,
+    hookimpl,
 )
 
 

@@ -5,7 +5,7 @@ import pytest
 from marshmallow import ValidationError
 
 from checkout_server.config import ConfigError
-from checkout_server.providers import MAX_MONEY, OrderInfo, PaymentUrls
+from checkout_server.plugin import MAX_MONEY, OrderInfo, PaymentUrls
 from checkout_server.testing import (
     CourierPlugin,
     TestShop,

@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 
 from marshmallow import fields, validate
 
-from checkout_server.gatewayhttp import GatewayClient, GatewaySettings
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import (
+from checkout_server.plugin import (
     Cart,
+    GatewayClient,
     GatewayError,
+    GatewaySettings,
     Notification,
     NotificationError,
     OrderInfo,
@@ -41,6 +41,7 @@ from checkout_server.providers import (
     PaymentUrls,
     ProviderError,
     Support,
+    hookimpl,
 )
 
 from .money import PAYPAL_CURRENCIES, MoneyError, from_paypal, to_paypal

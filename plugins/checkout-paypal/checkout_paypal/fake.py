@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from checkout_server.fakegateway import (
+from checkout_server.plugin import (
     STATE,
     add_payment_page,
     approval_page,

@@ -13,9 +13,8 @@ import pytest
 from checkout_paypal import PayPal, _Refused
 from checkout_paypal.fake import hold_captures, make_app, signed_event
 
-from checkout_server.fakegateway import shopper_choice
-from checkout_server.providers import PaymentState
-from checkout_server.sweeper import sweep
+from checkout_server.payments.sweeper import sweep
+from checkout_server.plugin import PaymentState, shopper_choice
 from checkout_server.testing import (
     gateway_shop,
     load_provider,

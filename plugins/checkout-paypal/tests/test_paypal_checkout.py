@@ -11,16 +11,16 @@ import checkout_paypal
 import pytest
 from checkout_paypal.fake import make_app, refuse_captures, signed_event
 
-from checkout_server.fakegateway import (
+from checkout_server.payments.settlement import order_info, settle
+from checkout_server.payments.sweeper import sweep
+from checkout_server.plugin import (
     Faults,
+    PaymentState,
     run_fake,
     shopper_choice,
     transport_faults,
     with_query,
 )
-from checkout_server.providers import PaymentState
-from checkout_server.settlement import order_info, settle
-from checkout_server.sweeper import sweep
 from checkout_server.testing import (
     COURIER_ID,
     RETURN_URL,

@@ -8,12 +8,14 @@ from checkout_paypal import PayPal
 from checkout_paypal.fake import make_app, signed_event
 from checkout_paypal.money import MoneyError, from_paypal, to_paypal
 
-from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
-from checkout_server.providers import (
+from checkout_server.plugin import (
+    Faults,
     GatewayError,
     NotificationError,
     PaymentState,
     ProviderError,
+    shopper_choice,
+    transport_faults,
 )
 from checkout_server.testing import (
     check_payment_provider,

@@ -6,8 +6,8 @@ import checkout_paypal
 import pytest
 from checkout_paypal.fake import make_app
 
-from checkout_server.fakegateway import shopper_choice
-from checkout_server.sweeper import sweep
+from checkout_server.payments.sweeper import sweep
+from checkout_server.plugin import shopper_choice
 from checkout_server.testing import SHOP_URL, gateway_shop
 
 PAYPAL = 4

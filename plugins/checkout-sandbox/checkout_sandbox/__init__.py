@@ -17,16 +17,16 @@ import re
 import tornado.web
 from tornado.escape import xhtml_escape
 
-from checkout_server.gatewayhttp import GatewayClient
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import (
+from checkout_server.payments.return_tokens import return_token_matches
+from checkout_server.plugin import (
+    GatewayClient,
     GatewayError,
     PaymentCheck,
     PaymentProvider,
     PaymentStart,
     PaymentState,
+    hookimpl,
 )
-from checkout_server.return_tokens import return_token_matches
 
 RETURN_PATH = "/api/shop/checkout/return/"
 TIMEOUT = 10.0

@@ -8,8 +8,7 @@ from urllib.parse import urlencode
 import checkout_sandbox
 import pytest
 
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import ShippingProvider
+from checkout_server.plugin import ShippingProvider, hookimpl
 from checkout_server.testing import TestShop, check_payment_provider
 
 
@@ -131,7 +130,7 @@ async def test_the_page_is_no_open_redirect():
 async def test_hold_expiry_cancels_an_undecided_payment_and_settles_a_paid_one():
     from datetime import UTC, datetime, timedelta
 
-    from checkout_server.sweeper import sweep
+    from checkout_server.payments.sweeper import sweep
 
     async with shop() as s:
         p, c, undecided = await start(s)
@@ -176,7 +175,7 @@ def _create(s, body):
 
 @pytest.mark.gen_test(timeout=30)
 async def test_payment_records_are_created_only_for_an_order_starting_a_sandbox_payment():
-    from checkout_server.return_tokens import new_return_token, payment_urls
+    from checkout_server.payments.return_tokens import new_return_token, payment_urls
 
     async with shop() as s:
         token, token_hash = new_return_token()

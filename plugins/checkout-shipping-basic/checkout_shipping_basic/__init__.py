@@ -5,13 +5,13 @@ import itertools
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import (
+from checkout_server.plugin import (
     MAX_MONEY,
     Address,
     Cart,
     ShippingProvider,
     Support,
+    hookimpl,
 )
 
 # Above MAX_MONEY a cost would be refused at every checkout: refuse it in the config instead.

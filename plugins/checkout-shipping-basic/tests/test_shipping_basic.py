@@ -2,7 +2,7 @@ import checkout_shipping_basic as basic
 import pytest
 from marshmallow import ValidationError
 
-from checkout_server.providers import MAX_MONEY
+from checkout_server.plugin import MAX_MONEY
 from checkout_server.testing import (
     TestShop,
     check_shipping_provider,

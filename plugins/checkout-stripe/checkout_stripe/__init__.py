@@ -18,10 +18,10 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from checkout_server.gatewayhttp import GatewayClient, GatewaySettings
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import (
+from checkout_server.plugin import (
+    GatewayClient,
     GatewayError,
+    GatewaySettings,
     Notification,
     NotificationError,
     OrderInfo,
@@ -30,6 +30,7 @@ from checkout_server.providers import (
     PaymentStart,
     PaymentState,
     PaymentUrls,
+    hookimpl,
 )
 
 log = logging.getLogger("checkout_stripe")

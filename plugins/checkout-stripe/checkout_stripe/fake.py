@@ -21,7 +21,7 @@ import time
 import aiohttp
 from aiohttp import web
 
-from checkout_server.fakegateway import (
+from checkout_server.plugin import (
     STATE,
     add_payment_page,
     approval_page,

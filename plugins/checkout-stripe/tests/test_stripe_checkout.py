@@ -12,13 +12,13 @@ import checkout_stripe
 import pytest
 from checkout_stripe.fake import make_app, signed_event
 
-from checkout_server.fakegateway import (
+from checkout_server.payments.sweeper import sweep
+from checkout_server.plugin import (
     Faults,
     run_fake,
     shopper_choice,
     transport_faults,
 )
-from checkout_server.sweeper import sweep
 from checkout_server.testing import assert_consistent, gateway_shop, unused_url
 
 STRIPE = 3

@@ -9,8 +9,14 @@ from checkout_stripe import Stripe, form_encode, sign, verify_signature
 from checkout_stripe.fake import make_app, signed_event
 from marshmallow import ValidationError
 
-from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
-from checkout_server.providers import GatewayError, NotificationError, PaymentState
+from checkout_server.plugin import (
+    Faults,
+    GatewayError,
+    NotificationError,
+    PaymentState,
+    shopper_choice,
+    transport_faults,
+)
 from checkout_server.testing import (
     check_payment_provider,
     load_provider,

@@ -6,7 +6,7 @@ import checkout_stripe
 import pytest
 from checkout_stripe.fake import make_app, signed_event
 
-from checkout_server.sweeper import sweep
+from checkout_server.payments.sweeper import sweep
 from checkout_server.testing import SHOP_URL, gateway_shop
 
 STRIPE = 3

@@ -15,11 +15,11 @@ from typing import Any
 
 from marshmallow import fields, validate
 
-from checkout_server.gatewayhttp import GatewayClient, GatewaySettings
-from checkout_server.hookspecs import hookimpl
-from checkout_server.providers import (
+from checkout_server.plugin import (
     Cart,
+    GatewayClient,
     GatewayError,
+    GatewaySettings,
     OrderInfo,
     PaymentCheck,
     PaymentProvider,
@@ -28,6 +28,7 @@ from checkout_server.providers import (
     PaymentUrls,
     ProviderError,
     Support,
+    hookimpl,
 )
 
 log = logging.getLogger("checkout_zarinpal")

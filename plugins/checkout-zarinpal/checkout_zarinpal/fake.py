@@ -1,6 +1,6 @@
 """A local fake of Zarinpal v4: request.json, StartPay/{authority}, verify.json.
 
-Fault switches (`checkout_server.fakegateway.Faults`), by operation name "request" and
+Fault switches (`checkout_server.plugin.fake_gateway.Faults`), by operation name "request" and
 "verify": delay, 5xx, malformed JSON. `amount_delta` and `currency` make the gateway record
 a payment other than the one requested, so verify.json answers -50 (amounts differ), as the
 real one does; `decline` fails the payment when the shopper approves.
@@ -12,7 +12,7 @@ import secrets
 
 from aiohttp import web
 
-from checkout_server.fakegateway import (
+from checkout_server.plugin import (
     STATE,
     add_payment_page,
     approval_page,

@@ -12,8 +12,8 @@ import checkout_zarinpal
 import pytest
 from checkout_zarinpal.fake import make_app
 
-from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
-from checkout_server.sweeper import sweep
+from checkout_server.payments.sweeper import sweep
+from checkout_server.plugin import Faults, shopper_choice, transport_faults
 from checkout_server.testing import (
     assert_consistent,
     gateway_shop,

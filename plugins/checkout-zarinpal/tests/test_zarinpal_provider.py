@@ -8,8 +8,13 @@ from checkout_zarinpal import Zarinpal
 from checkout_zarinpal.fake import make_app
 from marshmallow import ValidationError
 
-from checkout_server.fakegateway import Faults, shopper_choice, transport_faults
-from checkout_server.providers import GatewayError, PaymentState
+from checkout_server.plugin import (
+    Faults,
+    GatewayError,
+    PaymentState,
+    shopper_choice,
+    transport_faults,
+)
 from checkout_server.testing import (
     check_payment_provider,
     load_provider,

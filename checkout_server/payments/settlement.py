@@ -10,10 +10,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from . import reservations
-from .providers import GatewayError, OrderInfo, PaymentCheck, PaymentState
+from checkout_server.plugin.providers import (
+    GatewayError,
+    OrderInfo,
+    PaymentCheck,
+    PaymentState,
+)
+from checkout_server.stock import reservations
 
-log = logging.getLogger("checkout_server.settlement")
+log = logging.getLogger(__name__)
 
 PAID, FAILED, PENDING = "paid", "failed", "pending"
 

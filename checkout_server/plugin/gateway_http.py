@@ -35,7 +35,7 @@ from typing import Any, Self
 import aiohttp
 from marshmallow import Schema, fields, validate
 
-from .providers import GatewayError
+from checkout_server.plugin.providers import GatewayError
 
 __all__ = ["MAX_CALLS_PER_START", "MAX_TIMEOUT", "GatewayAnswer", "GatewayClient", "GatewaySettings"]
 

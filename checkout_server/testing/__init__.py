@@ -41,12 +41,12 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
-from .config import parse_config
-from .fakegateway import RunningFake, run_fake, shopper_choice
-from .handlers.base import hash_token
-from .hookspecs import hookimpl
-from .pluginmanager import check_hooks, make_plugin_manager
-from .providers import (
+from checkout_server.config import parse_config
+from checkout_server.payments.return_tokens import payment_urls
+from checkout_server.plugin.fake_gateway import RunningFake, run_fake, shopper_choice
+from checkout_server.plugin.hookspecs import hookimpl
+from checkout_server.plugin.manager import check_hooks, make_plugin_manager
+from checkout_server.plugin.providers import (
     MAX_MONEY,
     Address,
     Cart,
@@ -61,7 +61,7 @@ from .providers import (
     ShippingProvider,
     Support,
 )
-from .return_tokens import payment_urls
+from checkout_server.plugin.web import hash_token
 
 __all__ = [
     "COURIER_ID",
@@ -94,7 +94,7 @@ __all__ = [
 def mongomock_storage():
     from mongomock_motor import AsyncMongoMockClient
 
-    from .storage import Storage
+    from checkout_server.storage import Storage
 
     client = AsyncMongoMockClient()
     return Storage(client[f"test_{secrets.token_hex(4)}"], None)
@@ -129,7 +129,7 @@ class TestShop:
         self.client = AsyncHTTPClient(force_instance=True)
 
     async def __aenter__(self) -> Self:
-        from .app import Application
+        from checkout_server.app import Application
 
         pm = make_plugin_manager(load_entry_points=self.load_entry_points)
         for plugin in self.plugins:

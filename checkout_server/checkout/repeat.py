@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .checkout_answers import answer_for, finish_paid
-from .checkout_lock import CheckoutLock
-from .checkout_rules import refusal, request_choices
+from checkout_server.checkout.answers import answer_for, finish_paid
+from checkout_server.checkout.lock import CheckoutLock
+from checkout_server.checkout.rules import refusal, request_choices
 
 
 def checkout_fingerprint(customer: dict) -> str:

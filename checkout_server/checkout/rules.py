@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 
-from .availability import payment_support, shipping_offer
-from .carts import LoadedCart, to_address
-from .checkout_answers import CheckoutError
-from .providers import MAX_MONEY
-from .storage.customers import PROFILE_FIELDS
+from checkout_server.checkout.answers import CheckoutError
+from checkout_server.checkout.cart import LoadedCart, to_address
+from checkout_server.methods.availability import payment_support, shipping_offer
+from checkout_server.plugin.providers import MAX_MONEY
+from checkout_server.storage.customers import PROFILE_FIELDS
 
 # The order the rules are reported in, whichever was checked first.
 RULE_FIELDS = ("cart", "profile", "address", "payment_method", "shipping_method")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 # The checkout's logger, shared by its modules: one name to follow a checkout by.
-log = logging.getLogger("checkout_server.checkout")
+log = logging.getLogger(__name__)
 
 # One checkout per customer at a time; a lock left by a crashed process expires after this.
 # Longer than any checkout takes: the payment start is cut off after `start_deadline()`

@@ -28,9 +28,9 @@ from http import HTTPStatus
 import tornado.web
 from marshmallow import Schema, ValidationError
 
-from ..storage import UNAVAILABLE_ERRORS
+from checkout_server.storage import UNAVAILABLE_ERRORS
 
-log = logging.getLogger("checkout_server.api")
+log = logging.getLogger(__name__)
 
 AUTH_LEVELS = ("customer", "admin", "public")
 # The largest body a handler reads; the HTTP server's own limit (cli.py) is higher, so a

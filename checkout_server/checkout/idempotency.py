@@ -12,11 +12,11 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
-from . import checkout_lock
-from .checkout_answers import CheckoutError, answer_for
+from checkout_server.checkout import lock as checkout_lock
+from checkout_server.checkout.answers import CheckoutError, answer_for
 
 # The checkout's logger, shared by its modules: one name to follow a checkout by.
-log = logging.getLogger("checkout_server.checkout")
+log = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY = 255
 

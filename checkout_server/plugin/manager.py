@@ -16,10 +16,10 @@ import re
 
 import pluggy
 
-from . import hookspecs
-from .providers import PaymentProvider, ShippingProvider
+from checkout_server.plugin import hookspecs
+from checkout_server.plugin.providers import PaymentProvider, ShippingProvider
 
-log = logging.getLogger("checkout_server.plugins")
+log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "checkout_server"
 PLUGINS_ENV = "CHECKOUT_PLUGINS"

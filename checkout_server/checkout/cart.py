@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .providers import Address, Cart, CartLine
+from checkout_server.plugin.providers import Address, Cart, CartLine
 
 __all__ = ["LoadedCart", "cart_json", "load_cart", "to_address"]
 

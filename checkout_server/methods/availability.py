@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 
-from .providers import MAX_MONEY, Address, Cart, Support
+from checkout_server.plugin.providers import MAX_MONEY, Address, Cart, Support
 
-log = logging.getLogger("checkout_server.availability")
+log = logging.getLogger(__name__)
 
 # The reason shown to shoppers when a provider misbehaves; details go to the log only.
 FAULT_REASON = "this method is unavailable right now"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 
-from .storage.customers import ADDRESS_FIELDS
+from checkout_server.storage.customers import ADDRESS_FIELDS
 
 
 def build_order(order_key, customer, loaded, request, address_doc, payment, shipping, cost, site, now) -> dict:

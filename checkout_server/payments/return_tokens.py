@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import secrets
 
-from .providers import PaymentUrls
+from checkout_server.plugin.providers import PaymentUrls
 
 
 def payment_urls(site, method_id: int, order_key: str, return_token: str) -> PaymentUrls:

@@ -12,11 +12,16 @@ from dataclasses import dataclass
 
 from marshmallow import ValidationError
 
-from .config import Config, ConfigError, MethodConfig
-from .pluginmanager import PLUGINS_ENV
-from .providers import Method, PaymentProvider, Provider, ShippingProvider
+from checkout_server.config import Config, ConfigError, MethodConfig
+from checkout_server.plugin.manager import PLUGINS_ENV
+from checkout_server.plugin.providers import (
+    Method,
+    PaymentProvider,
+    Provider,
+    ShippingProvider,
+)
 
-log = logging.getLogger("checkout_server.methods")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-log = logging.getLogger("checkout_server.reservations")
+log = logging.getLogger(__name__)
 
 # An order still "reserving" this long after it was created belongs to a checkout that died
 # (or stalled beyond any gateway timeout): the reconciler cancels it. Longer than

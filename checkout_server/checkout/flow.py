@@ -14,18 +14,26 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from . import checkout_lock, clock, keyed_checkout, reservations
-from .carts import load_cart
-from .checkout_answers import CheckoutError, answer_for, finish_paid
-from .checkout_lock import CheckoutLock
-from .checkout_rules import refusal, short_message, validate
-from .order_document import build_order
-from .providers import GatewayError, PaymentStart, PaymentUrls, ProviderError
-from .repeat_checkout import checkout_fingerprint, repeat_answer
-from .return_tokens import new_return_token, payment_urls
-from .settlement import order_info
+from checkout_server import clock
+from checkout_server.checkout import idempotency as keyed_checkout
+from checkout_server.checkout import lock as checkout_lock
+from checkout_server.checkout.answers import CheckoutError, answer_for, finish_paid
+from checkout_server.checkout.cart import load_cart
+from checkout_server.checkout.lock import CheckoutLock
+from checkout_server.checkout.order import build_order
+from checkout_server.checkout.repeat import checkout_fingerprint, repeat_answer
+from checkout_server.checkout.rules import refusal, short_message, validate
+from checkout_server.payments.return_tokens import new_return_token, payment_urls
+from checkout_server.payments.settlement import order_info
+from checkout_server.plugin.providers import (
+    GatewayError,
+    PaymentStart,
+    PaymentUrls,
+    ProviderError,
+)
+from checkout_server.stock import reservations
 
-log = logging.getLogger("checkout_server.checkout")
+log = logging.getLogger(__name__)
 
 
 async def checkout_cart(storage, table, customer: dict, request: dict,

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import logging
 
-from . import reservations
-from .checkout_lock import CheckoutLock
+from checkout_server.checkout.lock import CheckoutLock
+from checkout_server.stock import reservations
 
 # The checkout's logger, shared by its modules: one name to follow a checkout by.
-log = logging.getLogger("checkout_server.checkout")
+log = logging.getLogger(__name__)
 
 
 class CheckoutError(Exception):

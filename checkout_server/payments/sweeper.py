@@ -22,10 +22,15 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from .providers import PaymentCheck, PaymentProvider, PaymentState
-from .settlement import ask_gateway, method_for, no_method_reason, settle
+from checkout_server.payments.settlement import (
+    ask_gateway,
+    method_for,
+    no_method_reason,
+    settle,
+)
+from checkout_server.plugin.providers import PaymentCheck, PaymentProvider, PaymentState
 
-log = logging.getLogger("checkout_server.sweeper")
+log = logging.getLogger(__name__)
 
 SWEEP_EVERY_SECONDS = 60.0
 IDEMPOTENCY_TTL = timedelta(hours=24)
