@@ -15,8 +15,8 @@ core may change without notice. The modules behind these names:
 from checkout_server.plugin.fake_gateway import (
     STATE,
     FakeState,
-    RunningFake,
     Faults,
+    RunningFake,
     add_payment_page,
     approval_page,
     fake_api,
