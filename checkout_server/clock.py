@@ -1,4 +1,11 @@
-"""The checkout's clock: one place, so that tests can move it (`clock.utcnow`)."""
+"""The service's one clock: every reader of the time asks it, so tests move time in one place.
+
+A leaf module (it imports nothing of ours): storage, the checkout lock, idempotency keys,
+reservations and the sweeper all read `clock.utcnow()` or `clock.timestamp()` at call time,
+so a test that replaces `clock.utcnow` (`monkeypatch.setattr(clock, "utcnow", ...)`) moves
+all of them at once. Process timing (waiting for a child to exit) is not the shop's time
+and keeps to `time.monotonic`.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,10 @@ from datetime import UTC, datetime
 
 
 def utcnow() -> datetime:
-    """The clock (tests replace it to move the order year or hold expiry).
-
-    Callers read it as `clock.utcnow()`, at call time, so a replacement reaches them all.
-    """
+    """Now, timezone-aware UTC. Tests replace this function to move the time."""
     return datetime.now(UTC)
+
+
+def timestamp() -> float:
+    """Now as epoch seconds (leases and locks are stored as floats): the same clock."""
+    return utcnow().timestamp()

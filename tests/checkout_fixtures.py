@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
+from checkout_server import clock
 from checkout_server.plugin.hookspecs import hookimpl
 from checkout_server.plugin.providers import (
     GatewayError,
@@ -28,6 +30,13 @@ GATEWAY = "https://gateway.test"
 # What the fake redirect gateway says about each order's payment: {order_key: PaymentCheck}.
 GATEWAY_STATE: dict[str, PaymentCheck] = {}
 CALLS: list[tuple[str, str]] = []  # (provider method, order key), for asserting who was asked
+
+
+
+def move_clock(monkeypatch, seconds: float) -> None:
+    """Move the service's one clock `seconds` ahead (locks, leases, holds, sweeps alike)."""
+    real = clock.utcnow
+    monkeypatch.setattr(clock, "utcnow", lambda: real() + timedelta(seconds=seconds))
 
 
 class DirectPay(PaymentProvider):

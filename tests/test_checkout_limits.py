@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import asyncio
-from types import SimpleNamespace
 
 import checkout_fixtures as kit
 import pytest
@@ -27,7 +26,6 @@ from checkout_server.plugin.providers import (
     ProviderError,
 )
 from checkout_server.stock import reservations
-from checkout_server.storage import customers as customers_module
 from checkout_server.testing import TestShop
 
 # Gated starts: each waits for its order's gate; ENTERED tells the test a start began.
@@ -127,9 +125,7 @@ async def test_a_checkout_whose_lock_lapsed_does_not_release_the_next_ones(monke
         first = asyncio.ensure_future(c.checkout(GATED, kit.FLAT))
         first_key = await ENTERED[0].get()
         # Past the first's lock (say the database stalled): another checkout may take it.
-        clock = customers_module.time
-        monkeypatch.setattr(customers_module, "time",
-                            SimpleNamespace(time=lambda: clock.time() + checkout_lock.LOCK_SECONDS + 1))
+        kit.move_clock(monkeypatch, checkout_lock.LOCK_SECONDS + 1)
         second = asyncio.ensure_future(c.checkout(GATED, kit.FLAT))
         second_key = await ENTERED[0].get()
         monkeypatch.undo()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from types import SimpleNamespace
 
 import checkout_fixtures as kit
 import pytest
@@ -15,7 +14,6 @@ from checkout_server.checkout import flow as checkout_module
 from checkout_server.checkout import idempotency as keyed_checkout
 from checkout_server.checkout import lock as checkout_lock
 from checkout_server.payments.sweeper import sweep
-from checkout_server.storage import idempotency as keys_module
 
 shop = kit.shop
 
@@ -142,10 +140,8 @@ async def checkout_killed_before_its_answer_is_stored(s, c, monkeypatch, payment
 
 
 def after_the_lease(monkeypatch) -> None:
-    """Move the keys' clock past a claim's lease (checkout_lock.LOCK_SECONDS)."""
-    clock = keys_module.time
-    monkeypatch.setattr(keys_module, "time",
-                        SimpleNamespace(time=lambda: clock.time() + checkout_lock.LOCK_SECONDS + 1))
+    """Move the clock past a claim's lease (checkout_lock.LOCK_SECONDS)."""
+    kit.move_clock(monkeypatch, checkout_lock.LOCK_SECONDS + 1)
 
 
 @pytest.mark.gen_test

@@ -20,8 +20,9 @@ import asyncio
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from checkout_server import clock
 from checkout_server.payments.settlement import (
     ask_gateway,
     method_for,
@@ -46,7 +47,7 @@ class SweepReport:
 
 async def sweep(storage, table, now: datetime | None = None) -> SweepReport:
     """One pass: expire overdue holds, purge idempotency keys older than 24 hours."""
-    now = now or datetime.now(UTC)
+    now = now or clock.utcnow()
     report = SweepReport()
     overdue = await storage.orders.find({"status": "HOLD", "stock": "held", "hold_until": {"$lt": now}})
     for order in overdue:

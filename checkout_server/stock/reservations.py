@@ -23,7 +23,9 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+
+from checkout_server import clock
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +150,7 @@ async def reconcile(storage, stale_after: timedelta | None = None, *, orphan_sca
     every product's markers (the periodic Reconciler runs it only now and then).
     """
     report = ReconcileReport()
-    cutoff = datetime.now(UTC) - (STALE_AFTER if stale_after is None else stale_after)
+    cutoff = clock.utcnow() - (STALE_AFTER if stale_after is None else stale_after)
     # 1. Checkouts that died between inserting the order and recording its payment.
     for order in await storage.orders.find({"stock": "reserving", "created_at": {"$lte": cutoff}}):
         if await cancel_order(storage, order, {"stock": "reserving"}, "checkout interrupted", discard=True):

@@ -11,9 +11,9 @@ removal exactly-once even when a crash makes the reconciler repeat it. Entries o
 CLEARED_KEEP_SECONDS are pruned by the customer's next checkout, in a write it does anyway.
 """
 
-import time
-
 from pymongo import ReturnDocument
+
+from checkout_server import clock
 
 PROFILE_FIELDS = ("first_name", "last_name", "email", "phone")
 ADDRESS_FIELDS = ("id", "line1", "line2", "city", "postal_code", "country")
@@ -179,7 +179,7 @@ class Customers:
         """
         if not quantities and not release_lock:
             return False
-        now = time.time()
+        now = clock.timestamp()
         done_guard = {f"cleared.{order_key}": {"$exists": False}} if order_key else {}
         marks: dict = {f"cleared.{order_key}": now} if order_key else {}
         lock_guard = _lock_guard(held) if release_lock else {}
@@ -241,7 +241,7 @@ class Customers:
     # -- checkout lock: one checkout per customer at a time
     async def acquire_checkout_lock(self, customer_id: int, seconds: float) -> dict | None:
         """Take the lock: the customer as it is now (the checkout's one read), else None."""
-        now = time.time()
+        now = clock.timestamp()
         return await self.collection.find_one_and_update(
             {"_id": customer_id, "checkout_lock": {"$lt": now}},
             {"$set": {"checkout_lock": now + seconds}},
@@ -254,7 +254,7 @@ class Customers:
         None means an unknown token or a lock held by another checkout; `by_token_hash`
         tells the two apart (a second read only on that path).
         """
-        now = time.time()
+        now = clock.timestamp()
         return await self.collection.find_one_and_update(
             {"token_hash": token_hash, "checkout_lock": {"$lt": now}},
             {"$set": {"checkout_lock": now + seconds}},
@@ -274,6 +274,6 @@ class Customers:
         changes: dict = {"checkout_lock": 0.0}
         if last_checkout is not None:
             changes["last_checkout"] = last_checkout
-        update = _update(set_=changes, unset=_stale_cleared(as_read, time.time()))
+        update = _update(set_=changes, unset=_stale_cleared(as_read, clock.timestamp()))
         result = await self.collection.update_one({"_id": customer_id, **_lock_guard(held)}, update)
         return result.matched_count == 1

@@ -8,11 +8,12 @@ on its claim (`order_key`) as soon as the order exists: a retry whose answer was
 stored can then answer with that order instead of checking out again.
 """
 
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from pymongo.errors import DuplicateKeyError
+
+from checkout_server import clock
 
 # The checkout passes checkout_lock.LOCK_SECONDS: no live request runs longer than its lock.
 DEFAULT_LEASE_SECONDS = 90.0
@@ -51,7 +52,7 @@ class IdempotencyKeys:
     async def try_claim(self, key_id: str, request_hash: str,
                         lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Claim:
         """`claim`, telling a takeover apart: its record is the abandoned claim as it was."""
-        now = time.time()
+        now = clock.timestamp()
         try:
             # A float, not a datetime: nx-27017 stores a `$set` datetime as a string, and
             # the takeover below writes `lease_until` with `$set`.
@@ -60,7 +61,7 @@ class IdempotencyKeys:
                 "request_hash": request_hash,
                 "state": "running",
                 "lease_until": now + lease_seconds,
-                "created_at": datetime.now(UTC),
+                "created_at": clock.utcnow(),
             })
             return Claim(True, None)
         except DuplicateKeyError:
@@ -92,7 +93,7 @@ class IdempotencyKeys:
         await self.collection.delete_one({"_id": key_id, "state": "running"})
 
     async def purge_older_than(self, age: timedelta) -> int:
-        cutoff = datetime.now(UTC) - age
+        cutoff = clock.utcnow() - age
         result = await self.collection.delete_many({"created_at": {"$lt": cutoff}})
         return result.deleted_count
 

@@ -5,11 +5,9 @@ state of the order's units: reserving -> held -> committed | released. Every cha
 either is a single guarded update, so only one of several racing writers wins.
 """
 
-from datetime import UTC, datetime
+from datetime import datetime
 
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+from checkout_server import clock
 
 
 class Orders:
@@ -78,7 +76,7 @@ class Orders:
                 current = await self.collection.find_one({"_id": order_key, **expect})
                 if current is None:
                     return None
-            now = _now()
+            now = clock.utcnow()
             # _as_stored rebuilds every dict and list: a copy the caller's `current` and
             # the changes' own values never share (no deepcopy needed on top).
             updated = _as_stored(current)

@@ -5,9 +5,10 @@ shopper chose there is recorded here, server-side, and its verification reads it
 """
 
 import secrets
-from datetime import UTC, datetime
 
 from pymongo import ReturnDocument
+
+from checkout_server import clock
 
 STATES = ("created", "paid", "cancelled")
 
@@ -30,7 +31,7 @@ class SandboxPayments:
             "currency": currency,
             "return_url": return_url,
             "state": "created",
-            "created_at": datetime.now(UTC),
+            "created_at": clock.utcnow(),
         }
         await self.collection.insert_one(doc)
         return doc
