@@ -16,6 +16,8 @@ setup(
         "marshmallow>=3.20,<5",
         "aiohttp>=3.9,<4",
         "nx-27017>=0.8.1,<0.9",
+        "apispec[marshmallow]>=6.8,<7",
+        "prometheus-client>=0.20,<1",
     ],
     extras_require={
         "test": [
@@ -23,6 +25,8 @@ setup(
             "pytest-tornado>=0.8,<0.9",
             "mongomock-motor>=0.0.30,<0.1",
             "ruff>=0.5",
+            "openapi-spec-validator>=0.7,<0.10",
+            "schemathesis>=4.0,<5",
         ],
     },
     entry_points={"console_scripts": ["checkout-server=checkout_server.cli:main"]},
