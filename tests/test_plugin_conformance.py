@@ -238,7 +238,9 @@ CONFIG = {
     "payment_methods": [{"id": 1, "provider": "bank_transfer", "title": "Bank transfer"}],
     "shipping_methods": [{"id": 1, "provider": "test_courier", "title": "Courier"}],
 }
-AFTER_THE_HOLD = datetime.now(UTC) + timedelta(minutes=31)
+def after_the_hold() -> datetime:
+    """Past a hold placed now: computed at call time, not when the module was imported."""
+    return datetime.now(UTC) + timedelta(minutes=31)
 
 
 def test_the_bank_transfer_keeps_the_contract():
@@ -261,10 +263,10 @@ async def test_an_unsettled_direct_payment_waits_on_hold_and_is_settled_at_hold_
         assert [item["quantity"] for item in r.body["items"]] == [2]  # the cart waits too
 
         # Not paid yet when the hold expires: check() says PENDING, the hold stays.
-        report = await sweep(shop.storage, shop.methods, now=AFTER_THE_HOLD)
+        report = await sweep(shop.storage, shop.methods, now=after_the_hold())
         assert report.deferred == [order_key] and report.cancelled == []
         PAID_TRANSFERS.add(order_key)
-        report = await sweep(shop.storage, shop.methods, now=AFTER_THE_HOLD)
+        report = await sweep(shop.storage, shop.methods, now=after_the_hold())
         assert report.paid == [order_key]
         r = await customer.request("GET", f"/api/shop/orders/{order_key}")
         assert r.body["status"] == "PROCESSING"
@@ -301,6 +303,6 @@ async def test_without_check_or_notifications_an_unsettled_direct_order_is_cance
         product = await shop.product(price=2000, stock=5)
         customer = await shop.customer(cart={product["_id"]: 1})
         order_key = (await customer.checkout(1, 1)).body["order_key"]
-        report = await sweep(shop.storage, shop.methods, now=AFTER_THE_HOLD)
+        report = await sweep(shop.storage, shop.methods, now=after_the_hold())
         assert report.cancelled == [order_key]
         assert (await shop.storage.products.get(product["_id"]))["stock"] == 5

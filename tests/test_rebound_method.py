@@ -60,7 +60,9 @@ REBOUND = {**kit.CONFIG, "payment_methods": [
     *[m for m in kit.CONFIG["payment_methods"] if m["id"] != kit.REDIRECT],
     {"id": kit.REDIRECT, "provider": "test_other_gateway", "title": "Another gateway"},
     {"id": MOVED, "provider": "test_redirect", "title": "Test gateway"}]}
-LATER = datetime.now(UTC) + timedelta(minutes=31)
+def later() -> datetime:
+    """Past a hold placed now: computed at call time, not when the module was imported."""
+    return datetime.now(UTC) + timedelta(minutes=31)
 
 
 @pytest.fixture(autouse=True)
@@ -107,13 +109,13 @@ async def test_expiry_keeps_the_hold_of_a_method_given_to_another_provider(caplo
     async with shop() as s:
         p, c, key = await paid_then_rebound(s)
         with caplog.at_level(logging.ERROR):
-            report = await sweep(s.storage, s.methods, now=LATER)
+            report = await sweep(s.storage, s.methods, now=later())
         assert report.deferred == [key] and report.cancelled == [] and report.paid == []
         assert logged_rebound(caplog, key)
         await assert_untouched(s, p, key)
         # The admin puts the method back: the paid order is settled, not cancelled.
         await reload(s, kit.CONFIG)
-        assert (await sweep(s.storage, s.methods, now=LATER)).paid == [key]
+        assert (await sweep(s.storage, s.methods, now=later())).paid == [key]
         assert (await s.storage.orders.get(key))["status"] == "PROCESSING"
         assert (await s.storage.customers.get(c.id))["cart"] == {}
         await assert_stock_invariant(s.storage)
