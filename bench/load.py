@@ -1,7 +1,8 @@
 """Load generator: a separate process that fires HTTP requests and reports what it saw.
 
 Reads a JSON job on stdin: {"base_url", "concurrency", "requests": [{"method", "path",
-"token", "body"}]} and prints {"elapsed", "statuses": {code: n}, "latencies_ms": [...]}.
+"token", "body"}]} and prints {"elapsed", "statuses": {code: n}, "latencies_ms": [...], "cpu_s"}
+(`cpu_s`: this process's own CPU over the run, so the bench can tell its share of the machine).
 """
 
 import asyncio
@@ -35,10 +36,10 @@ async def run(job: dict) -> dict:
                     statuses[resp.status] += 1
                 latencies.append((time.perf_counter() - started) * 1000)
 
-        started = time.perf_counter()
+        started, cpu0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(job["concurrency"])))
-        elapsed = time.perf_counter() - started
-    return {"elapsed": elapsed, "statuses": dict(statuses), "latencies_ms": latencies}
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    return {"elapsed": elapsed, "statuses": dict(statuses), "latencies_ms": latencies, "cpu_s": cpu}
 
 
 if __name__ == "__main__":
