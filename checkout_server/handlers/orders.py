@@ -34,27 +34,48 @@ def admin_order_json(order: dict) -> dict:
 DEFAULT_PAGE, MAX_PAGE, MAX_SKIP = 50, 100, 1_000_000
 
 
-class OrdersHandler(BaseHandler):
+def _query_error(name: str, message: str) -> APIError:
+    return APIError(400, f"invalid query: {name}: {message}", {name: [message[0].upper() + message[1:] + "."]})
+
+
+class _PagedHandler(BaseHandler):
+    """`?limit=&skip=` pages, and other query parameters checked one by one (400 naming each)."""
+
+    def page(self) -> tuple[int, int]:
+        return (self.count_argument("limit", DEFAULT_PAGE, 1, MAX_PAGE),
+                self.count_argument("skip", 0, 0, MAX_SKIP))
+
+    def one_argument(self, name: str, expected: str) -> str | None:
+        values = self.get_query_arguments(name)
+        if len(values) > 1:
+            raise _query_error(name, f"must be {expected}, given once")
+        return values[0] if values else None
+
+    def count_argument(self, name: str, default: int, low: int, high: int, digits: int = 7) -> int:
+        expected = f"an integer from {low} to {high}"
+        raw = self.one_argument(name, expected)
+        if raw is None:
+            return default
+        if not (raw.isascii() and raw.isdigit() and len(raw) <= digits and low <= int(raw) <= high):
+            raise _query_error(name, f"must be {expected}, given once")
+        return int(raw)
+
+    def refuse_unknown_arguments(self, known: tuple[str, ...]) -> None:
+        unknown = sorted(set(self.request.query_arguments) - set(known))
+        if unknown:
+            raise APIError(400, f"invalid query: unknown parameter {unknown[0]!r}; known: {', '.join(known)}",
+                           {name: ["Unknown parameter."] for name in unknown})
+
+
+class OrdersHandler(_PagedHandler):
     """The customer's orders, newest first, a page at a time: a shorter page is the last."""
 
     auth = "customer"
 
     async def get(self):
-        limit = self._count_argument("limit", DEFAULT_PAGE, 1, MAX_PAGE)
-        skip = self._count_argument("skip", 0, 0, MAX_SKIP)
+        limit, skip = self.page()
         orders = await self.storage.orders.list_for_customer(self.customer["_id"], limit=limit, skip=skip)
         self.send([order_json(order) for order in orders])
-
-    def _count_argument(self, name: str, default: int, low: int, high: int) -> int:
-        values = self.get_query_arguments(name)
-        if not values:
-            return default
-        raw = values[0]
-        in_range = raw.isascii() and raw.isdigit() and len(raw) <= 7 and low <= int(raw) <= high
-        if len(values) > 1 or not in_range:
-            message = f"must be an integer from {low} to {high}, given once"
-            raise APIError(400, f"invalid query: {name}: {message}", {name: [message.capitalize() + "."]})
-        return int(raw)
 
 
 class OrderHandler(BaseHandler):
@@ -65,6 +86,35 @@ class OrderHandler(BaseHandler):
         if order is None:  # another customer's order answers exactly like a missing one
             raise APIError(404, "order not found")
         self.send(order_json(order))
+
+
+STATUSES = ("HOLD", "PROCESSING", "CANCELLED")
+BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+ADMIN_FILTERS = ("status", "customer", "refund_needed", "limit", "skip")
+
+
+class AdminOrdersHandler(_PagedHandler):
+    """Every customer's orders, newest first, a page at a time, filtered by the query."""
+
+    auth = "admin"
+
+    async def get(self):
+        self.refuse_unknown_arguments(ADMIN_FILTERS)
+        status = self.one_argument("status", f"one of {', '.join(STATUSES)}")
+        if status is not None and status not in STATUSES:
+            raise _query_error("status", f"must be one of {', '.join(STATUSES)}, given once")
+        customer = self.one_argument("customer", "a customer id")
+        if customer is not None:
+            customer = self.count_argument("customer", 0, 1, 10**15 - 1, digits=15)
+        refund_needed = self.one_argument("refund_needed", "true or false")
+        if refund_needed is not None:
+            if refund_needed not in BOOLEANS:
+                raise _query_error("refund_needed", "must be true or false, given once")
+            refund_needed = BOOLEANS[refund_needed]
+        limit, skip = self.page()
+        orders = await self.storage.orders.list_for_admin(status=status, customer=customer,
+                                                          refund_needed=refund_needed, limit=limit, skip=skip)
+        self.send([admin_order_json(order) for order in orders])
 
 
 class AdminOrderHandler(BaseHandler):
@@ -80,5 +130,6 @@ class AdminOrderHandler(BaseHandler):
 default_handlers = [
     (r"/api/shop/orders", OrdersHandler),
     (r"/api/shop/orders/([^/]+)", OrderHandler),
+    (r"/api/admin/orders", AdminOrdersHandler),
     (r"/api/admin/orders/([^/]+)", AdminOrderHandler),
 ]

@@ -56,11 +56,41 @@ class Orders:
         )
         return await cursor.to_list(None)
 
-    async def transition(self, order_key: str, expect: dict, changes: dict,
+    async def list_for_admin(self, *, status: str | None = None, customer: int | None = None,
+                             refund_needed: bool | None = None, limit: int = 50, skip: int = 0) -> list[dict]:
+        """A page of all orders, newest first (ties by key), optionally filtered.
+
+        `refund_needed`: True for orders flagged `payment.refund_needed`, False for the others
+        (the flag absent or false). Orders still being checked out ("reserving") are left out.
+        """
+        clauses: list[dict] = [{"stock": {"$ne": "reserving"}}]
+        if status is not None:
+            clauses.append({"status": status})
+        if customer is not None:
+            clauses.append({"customer": customer})
+        if refund_needed is True:
+            clauses.append({"payment.refund_needed": True})
+        elif refund_needed is False:
+            clauses.append({"payment.refund_needed": {"$ne": True}})
+        cursor = (
+            self.collection.find({"$and": clauses})
+            .sort([("created_at", -1), ("_id", -1)])
+            .skip(skip)
+            .limit(limit)
+        )
+        return await cursor.to_list(None)
+
+    async def with_pending_refunds(self, limit: int = 500) -> list[dict]:
+        """Orders with a refund the gateway has not finished (`payment.refund_pending`), oldest first."""
+        return await self.find({"payment.refund_pending": True}, limit=limit)
+
+    async def transition(self, order_key: str, expect: dict, changes,
                          history: dict | None = None, *, current: dict | None = None) -> dict | None:
         """Apply `changes` only if the order still matches `expect`; the new order or None.
 
-        `changes` may use dotted paths ("payment.reference"). The order is read, changed
+        `changes` may use dotted paths ("payment.reference"); it may also be a function of the
+        order as it is now returning such a dict, for a change that depends on the order (a
+        list grown by one): it is called again on every retry. The order is read, changed
         in memory, and written back whole, guarded by `expect` and its revision `rev`:
         nx-27017 stores a datetime or boolean written by `$set` as a string or 0/1, and a
         subdocument written by `$push` as a JSON string, while a whole document keeps
@@ -81,7 +111,8 @@ class Orders:
             # the changes' own values never share (no deepcopy needed on top).
             updated = _as_stored(current)
             earlier = updated.get("history", [])  # the order's own, whatever `changes` holds
-            for path, value in {**changes, "updated_at": now}.items():
+            wanted = changes(_as_stored(current)) if callable(changes) else changes
+            for path, value in {**wanted, "updated_at": now}.items():
                 _set_path(updated, path, _as_stored(value))
             if history is not None:
                 updated["history"] = [*earlier, _as_stored({"at": now, **history})]
