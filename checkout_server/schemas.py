@@ -21,7 +21,7 @@ from checkout_server.plugin.providers import MAX_MONEY
 
 __all__ = [
     "COUNTRY_CODES", "AddressSchema", "CartItemSchema", "CartQuantitySchema", "CheckoutSchema",
-    "CustomerCreateSchema", "ProductCreateSchema", "ProductPatchSchema", "ProfileSchema",
+    "CustomerCreateSchema", "OrderCancelSchema", "OrderRefundSchema", "ProductCreateSchema", "ProductPatchSchema", "ProfileSchema",
     "StrictBoolean", "StrictInteger", "Text",
 ]
 
@@ -172,3 +172,27 @@ class ProductPatchSchema(StrictSchema):
     digital = StrictBoolean()
     weight = StrictInteger(validate=validate.Range(min=0, max=MAX_WEIGHT_GRAMS))
     active = StrictBoolean()
+
+
+class OrderCancelSchema(StrictSchema):
+    """POST /api/admin/orders/{order_key}/cancel (the body is optional)."""
+
+    reason = Text(load_default="", validate=validate.Length(max=500))
+    restock = StrictBoolean(load_default=True)  # false: the units are gone (written off)
+    refund = StrictBoolean(load_default=True)  # false: cancel a paid order without refunding
+
+
+class OrderRefundSchema(StrictSchema):
+    """POST /api/admin/orders/{order_key}/refund."""
+
+    amount = StrictInteger(load_default=None, validate=validate.Range(min=1, max=MAX_MONEY))  # default: all left
+    manual = StrictBoolean(load_default=False)  # refunded another way: only recorded
+    note = Text(load_default="", validate=validate.Length(max=500))
+    reason = Text(load_default="", validate=validate.Length(max=500))
+
+    @validates_schema
+    def note_goes_with_manual(self, data, **kwargs):
+        if data.get("manual") and not data.get("note"):
+            raise ValidationError("say how the customer was refunded", "note")
+        if data.get("note") and not data.get("manual"):
+            raise ValidationError("only a manual refund takes a note (use reason)", "note")

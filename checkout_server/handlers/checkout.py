@@ -8,6 +8,7 @@ from urllib.parse import quote
 from checkout_server.checkout.answers import CheckoutError
 from checkout_server.checkout.flow import checkout_cart
 from checkout_server.checkout.lock import lock_customer_by_token
+from checkout_server.payments import refunds
 from checkout_server.payments.return_tokens import return_token_matches
 from checkout_server.payments.settlement import (
     PENDING,
@@ -117,7 +118,7 @@ class PaymentReturnHandler(_PaymentMethodHandler):
                 log.warning("order %s: could not verify the return with the gateway: %s", order_key, exc)
             except Exception:
                 log.exception("order %s: payment method %s failed to verify the return", order_key, method.id)
-            result = (await settle(self.storage, table, order, check)).result if check else PENDING
+            result = (await settle(self.storage, table, order, check, by="shopper's return")).result if check else PENDING
         self.redirect_to_site(order["_id"], result)
 
     def redirect_to_site(self, order_key: str, result: str) -> None:
@@ -169,6 +170,11 @@ class PaymentNotifyHandler(_PaymentMethodHandler):
                         order["_id"], notification.reference, stored)
             self.send({"status": "ignored", "order_key": order["_id"], "result": result_of(order)})
             return
+        if notification.refunds:
+            try:
+                order = await refunds.record_gateway_refunds(self.storage, order, notification.refunds)
+            except refunds.RefundNotYetRecorded as exc:
+                raise APIError(409, exc.message) from None  # the gateway delivers it again
         check = notification.check
         # Only an order still on HOLD may have its payment decided (check() may capture it).
         if check is None and order["status"] == "HOLD":
@@ -176,7 +182,7 @@ class PaymentNotifyHandler(_PaymentMethodHandler):
                 check = await method.provider.check(order_info(order))
             except GatewayError as exc:
                 raise APIError(503, f"the payment service is unavailable: {exc}") from None
-        outcome = await settle(self.storage, table, order, check) if check is not None else None
+        outcome = await settle(self.storage, table, order, check, by="gateway notification") if check is not None else None
         if notification.event_id:
             await self.storage.orders.add_event(order["_id"], notification.event_id)
         self.send({"status": "ok", "order_key": order["_id"],

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from checkout_server.payments import cancel, refunds
+from checkout_server.payments.refunds import ActionError
 from checkout_server.plugin.web import APIError, BaseHandler
+from checkout_server.schemas import OrderCancelSchema, OrderRefundSchema
 
 PUBLIC_FIELDS = ("status", "items", "subtotal", "shipping_cost", "total", "currency", "payment_method",
                  "shipping_method", "address", "billing", "notes", "created_at", "updated_at")
@@ -26,7 +29,9 @@ def admin_order_json(order: dict) -> dict:
     out = order_json(order)
     out.update(customer=order.get("customer"), stock=order.get("stock"), payment=order.get("payment"),
                shipping=order.get("shipping"), hold_until=order.get("hold_until"),
-               events=order.get("events") or [])
+               events=order.get("events") or [], refunds=refunds.totals(order).as_json())
+    # Who moved the order (a shopper's return, a notification, hold expiry, an admin).
+    out["history"] = [{**entry, "by": h.get("by")} for entry, h in zip(out["history"], order.get("history") or [])]
     return out
 
 
@@ -127,9 +132,45 @@ class AdminOrderHandler(BaseHandler):
         self.send(admin_order_json(order))
 
 
+class _AdminActionHandler(BaseHandler):
+    auth = "admin"
+
+    def body(self, schema) -> dict:
+        if not (self.request.body or b"").strip():
+            return schema.load({})  # no body: every field's default
+        return self.json_body(schema)
+
+    async def act(self, action, order_key: str, **kwargs) -> None:
+        try:
+            order = await action(self.storage, self.methods, order_key, **kwargs)
+        except ActionError as exc:
+            raise APIError(exc.status, exc.message, exc.fields) from None
+        self.send(admin_order_json(order))
+
+
+class AdminOrderCancelHandler(_AdminActionHandler):
+    """Cancel an order: ask the gateway (HOLD), refund and take the units back (PROCESSING)."""
+
+    async def post(self, order_key: str):
+        body = self.body(OrderCancelSchema())
+        await self.act(cancel.cancel, order_key, reason=body["reason"], restock=body["restock"],
+                       refund=body["refund"])
+
+
+class AdminOrderRefundHandler(_AdminActionHandler):
+    """Refund part or all of an order's payment, through its provider or recorded by hand."""
+
+    async def post(self, order_key: str):
+        body = self.body(OrderRefundSchema())
+        await self.act(refunds.refund, order_key, amount=body["amount"], manual=body["manual"],
+                       note=body["note"], reason=body["reason"])
+
+
 default_handlers = [
     (r"/api/shop/orders", OrdersHandler),
     (r"/api/shop/orders/([^/]+)", OrderHandler),
     (r"/api/admin/orders", AdminOrdersHandler),
     (r"/api/admin/orders/([^/]+)", AdminOrderHandler),
+    (r"/api/admin/orders/([^/]+)/cancel", AdminOrderCancelHandler),
+    (r"/api/admin/orders/([^/]+)/refund", AdminOrderRefundHandler),
 ]

@@ -120,7 +120,7 @@ def _verdict(order: dict, check: PaymentCheck) -> tuple[str, str]:
     return "", check.detail or "payment pending"
 
 
-async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement:
+async def settle(storage, table, order: dict, check: PaymentCheck, by: str | None = None) -> Settlement:
     """Settle `order` on what its gateway said (`check`); safe to repeat and to race.
 
     - HOLD + PAID with `check.amount == order["total"]` and `check.currency ==
@@ -136,7 +136,10 @@ async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement
     Exactly one concurrent caller wins the transition (`orders.transition` guarded by
     `{"status": "HOLD", "stock": "held"}`) and only it does the side effects; an order whose
     checkout is still recording its payment (`stock: "reserving"`) reads as pending.
-    `table` is the method table in use (kept for providers' needs; may be None).
+    `table` is the method table in use (kept for providers' needs; may be None); `by` says
+    in the order's history who settled it ("shopper's return", "hold expiry", "admin"...).
+    A PAID check records what was captured (`payment.captured`: amount and currency), the
+    ceiling of any refund.
     """
     if order.get("status") != "HOLD":
         await _flag_paid_after_cancel(storage, order, check)
@@ -147,12 +150,16 @@ async def settle(storage, table, order: dict, check: PaymentCheck) -> Settlement
     changes = {"status": target}
     if check.reference:
         changes["payment.reference"] = check.reference
+    if check.state is PaymentState.PAID:
+        changes["payment.captured"] = {"amount": check.amount, "currency": (check.currency or "").upper()}
     if target == "CANCELLED" and check.state is PaymentState.PAID:
         changes["payment.refund_needed"] = True  # paid, in another amount or currency
+    history = {"status": target, "reason": reason}
+    if by:
+        history["by"] = by
     # `order` is the caller's copy: written from without a read unless it changed since.
     moved = await storage.orders.transition(
-        order["_id"], {"status": "HOLD", "stock": "held"}, changes,
-        history={"status": target, "reason": reason}, current=order)
+        order["_id"], {"status": "HOLD", "stock": "held"}, changes, history=history, current=order)
     if moved is None:
         current = await storage.orders.get(order["_id"]) or order
         await _flag_paid_after_cancel(storage, current, check)
@@ -181,11 +188,17 @@ async def _flag_paid_after_cancel(storage, order: dict, check: PaymentCheck) -> 
     """The gateway took money for an order we cancelled: say so loudly, and mark the order once."""
     if check.state is not PaymentState.PAID or order.get("status") != "CANCELLED":
         return
+    if (order.get("payment") or {}).get("captured"):
+        # A payment we knew of (the order was paid, then cancelled and refunded by an admin):
+        # a late report of it is no news.
+        return
     reference = check.reference or (order.get("payment") or {}).get("reference")
     log.error("order %s is CANCELLED but its payment %s went through at the gateway (%s %s): "
               "it needs a refund", order["_id"], reference, check.amount, check.currency)
     if (order.get("payment") or {}).get("refund_needed"):
         return
-    await storage.orders.transition(order["_id"], {"status": "CANCELLED"}, {"payment.refund_needed": True},
+    captured = {"amount": check.amount, "currency": (check.currency or "").upper()}
+    await storage.orders.transition(order["_id"], {"status": "CANCELLED"},
+                                    {"payment.refund_needed": True, "payment.captured": captured},
                                     history={"status": "CANCELLED", "reason": REFUND_NEEDED}, current=order)
 

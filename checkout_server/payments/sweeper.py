@@ -1,4 +1,5 @@
-"""Hold expiry: HOLD orders past `hold_until` are settled or cancelled; old idempotency keys go.
+"""Hold expiry: HOLD orders past `hold_until` are settled or cancelled; old idempotency keys go;
+refunds a gateway reported pending are asked about again (`refunds.finish_pending_refunds`).
 
 Before cancelling, the gateway is asked once more (`provider.check`): a payment that did
 complete is settled as paid instead, one that never will (FAILED) is cancelled. Anything
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from checkout_server import clock
+from checkout_server.payments import refunds
 from checkout_server.payments.settlement import (
     ask_gateway,
     method_for,
@@ -43,6 +45,7 @@ class SweepReport:
     cancelled: list[str] = field(default_factory=list)
     deferred: list[str] = field(default_factory=list)  # not decided: asked again next sweep
     purged_keys: int = 0
+    refunds_finished: list[str] = field(default_factory=list)  # orders whose pending refunds the gateway decided
 
 
 async def sweep(storage, table, now: datetime | None = None) -> SweepReport:
@@ -53,7 +56,8 @@ async def sweep(storage, table, now: datetime | None = None) -> SweepReport:
     for order in overdue:
         await _expire(storage, table, order, report)
     report.purged_keys = await storage.idempotency.purge_older_than(IDEMPOTENCY_TTL)
-    if report.paid or report.cancelled or report.deferred:
+    report.refunds_finished = await refunds.finish_pending_refunds(storage, table)
+    if report.paid or report.cancelled or report.deferred or report.refunds_finished:
         log.info("hold expiry: %s", report)
     return report
 
@@ -88,7 +92,7 @@ async def _expire(storage, table, order: dict, report: SweepReport) -> None:
             report.deferred.append(order["_id"])
             return
         check = PaymentCheck(PaymentState.FAILED, detail=expired)
-    outcome = await settle(storage, table, order, check)
+    outcome = await settle(storage, table, order, check, by="hold expiry")
     if outcome.changed:
         (report.paid if outcome.result == "paid" else report.cancelled).append(order["_id"])
 

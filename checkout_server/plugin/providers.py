@@ -32,6 +32,10 @@ __all__ = [
     "PaymentUrls",
     "Provider",
     "ProviderError",
+    "Refund",
+    "RefundNotSupported",
+    "RefundRequest",
+    "RefundState",
     "ShippingProvider",
     "Support",
 ]
@@ -199,6 +203,40 @@ class PaymentCheck:
     detail: str = ""
 
 
+class RefundState(enum.Enum):
+    SUCCEEDED = "succeeded"  # the money is on its way back to the shopper
+    PENDING = "pending"  # accepted; the gateway finishes it later (a notification or `check_refund` says how)
+    FAILED = "failed"  # refused or reversed by the gateway: nothing refunded
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """What the core asks `PaymentProvider.refund` for.
+
+    `attempt_id` is new for each refund the admin asks for and the same when that refund is
+    tried again (a repeat after a timeout): build the gateway's idempotency key from it and
+    `OrderInfo.attempt_id`, so the gateway refunds each attempt at most once.
+    """
+
+    amount: int  # minor units, at most what is left of the captured payment
+    currency: str  # the captured payment's currency (the order's)
+    attempt_id: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Refund:
+    """A refund as the gateway reports it."""
+
+    state: RefundState
+    amount: int
+    currency: str
+    reference: str | None = None  # the gateway's id for the refund
+    detail: str = ""
+    # The core's `RefundRequest.attempt_id`, where the gateway gives it back (metadata).
+    attempt_id: str = ""
+
+
 @dataclass(frozen=True)
 class Notification:
     """A verified gateway notification: which order, and the payment's state."""
@@ -211,6 +249,9 @@ class Notification:
     # The payment it is about, as `PaymentStart.reference` named it: one that differs from
     # the order's is about another payment (say from before a database restore): ignored.
     reference: str | None = None
+    # Refunds of the order's payment as the gateway has them now (a refund notification):
+    # the core records each on the order once, by its `reference`.
+    refunds: tuple[Refund, ...] = ()
 
 
 # -- errors
@@ -225,6 +266,13 @@ class GatewayError(ProviderError):
 
 class NotificationError(ProviderError):
     """A notification that is forged, stale or malformed: a 400."""
+
+
+class RefundNotSupported(ProviderError):
+    """This method cannot refund through its gateway (the message says why): a 400.
+
+    The admin then refunds the shopper some other way and records it as a manual refund.
+    """
 
 
 # -- providers
@@ -293,3 +341,34 @@ class PaymentProvider(Provider):
     async def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         """Verify and read a server-to-server notification."""
         raise NotificationError("this payment method takes no notifications")
+
+    async def cancel_payment(self, order: OrderInfo) -> PaymentCheck:
+        """An admin cancels the order while it is on HOLD: end its payment, and say how it stands.
+
+        Close the payment at the gateway where it can be closed, so the shopper can no longer
+        pay an order about to be cancelled (expire a checkout session, void an order), then
+        report it as `check` does: PAID (paid after all: the core settles it and refuses the
+        cancel), FAILED (the core cancels), PENDING (money in flight: the cancel is refused).
+        Never take money here (no capture). The default asks `check`, as hold expiry does.
+        """
+        return await self.check(order)
+
+    async def refund(self, order: OrderInfo, request: RefundRequest) -> Refund:
+        """Refund `request.amount` of the order's captured payment through the gateway.
+
+        Optional. Return the gateway's `Refund` (SUCCEEDED, PENDING, or FAILED when the
+        gateway refused it); raise `GatewayError` when the gateway could not be asked or its
+        answer was lost (the core records nothing as refunded and the same attempt may be
+        tried again with the same `attempt_id`: it must not refund twice), and
+        `RefundNotSupported` when this method cannot refund (this default).
+        """
+        raise RefundNotSupported(f"payment method {self.method.id} ({self.name}) cannot refund "
+                                 f"through its gateway")
+
+    async def check_refund(self, order: OrderInfo, refund: Refund) -> Refund:
+        """Ask the gateway how a PENDING refund (`refund.reference`) stands now.
+
+        Optional; the default answers `refund` unchanged (cannot ask: a notification must
+        finish it).
+        """
+        return refund

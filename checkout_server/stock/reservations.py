@@ -132,15 +132,31 @@ async def finish_commit(storage, order: dict, lock=None) -> dict | None:
                                            {"stock": "committed"}, current=order)
 
 
+async def finish_take_back(storage, order: dict) -> dict | None:
+    """A paid order cancelled by an admin (`stock: "returning"`): its units back, exactly once.
+
+    Restocked, or written off when the order says `restock: false` (the units are gone);
+    then the order is `returned` and the products' markers dropped. Safe to repeat and to
+    race; the reconciler finishes what a crash interrupted.
+    """
+    lines = order_lines(order)
+    await storage.products.take_back(order["_id"], lines, restock=order.get("restock", True) is not False)
+    done = await storage.orders.transition(order["_id"], {"status": "CANCELLED", "stock": "returning"},
+                                           {"stock": "returned"}, current=order)
+    await storage.products.drop_return_markers(order["_id"], lines)
+    return done
+
+
 @dataclass
 class ReconcileReport:
     interrupted: list[str] = field(default_factory=list)  # checkouts cancelled and discarded
     released: list[str] = field(default_factory=list)  # cancelled orders whose units went back
+    taken_back: list[str] = field(default_factory=list)  # cancelled paid orders whose units came back
     committed: list[str] = field(default_factory=list)  # paid orders whose markers were dropped
     orphans: int = 0  # markers without a live order, given back
 
     def __bool__(self) -> bool:
-        return bool(self.interrupted or self.released or self.committed or self.orphans)
+        return bool(self.interrupted or self.released or self.committed or self.taken_back or self.orphans)
 
 
 async def reconcile(storage, stale_after: timedelta | None = None, *, orphan_scan: bool = True) -> ReconcileReport:
@@ -165,6 +181,10 @@ async def reconcile(storage, stale_after: timedelta | None = None, *, orphan_sca
         else:
             await finish_release(storage, order)
             report.released.append(order["_id"])
+    # 2b. Paid orders an admin cancelled whose units were not all taken back yet.
+    for order in await storage.orders.find({"stock": "returning", "status": "CANCELLED"}):
+        await finish_take_back(storage, order)
+        report.taken_back.append(order["_id"])
     # 3. Markers whose order is gone or already finished (a reserve that landed after its
     # checkout was given up on, by a process that then died).
     if orphan_scan:

@@ -34,6 +34,10 @@ def _hold(order_key: str) -> str:
     return f"holds.{order_key}"
 
 
+def _returned(order_key: str) -> str:
+    return f"returned.{order_key}"
+
+
 class Products:
     def __init__(self, collection, counters):
         self.collection = collection
@@ -119,6 +123,27 @@ class Products:
         """Drop an order's markers once its units are sold for good."""
         return await guarded_updates(self.collection, [
             ({"_id": int(p), _hold(order_key): {"$exists": True}}, {"$unset": {_hold(order_key): ""}})
+            for p in product_ids
+        ])
+
+    async def take_back(self, order_key: str, lines: dict[int, int], restock: bool) -> int:
+        """A cancelled paid order's units, once per product (marker `returned.<order_key>`).
+
+        `restock`: back on the shelf (`stock` up); else written off (`received` down: the
+        units are gone, say shipped and never returned). Either way the ledger holds.
+        """
+        field = "stock" if restock else "received"
+        sign = 1 if restock else -1
+        return await guarded_updates(self.collection, [
+            ({"_id": int(p), _returned(order_key): {"$exists": False}},
+             {"$inc": {field: sign * q}, "$set": {_returned(order_key): q}})
+            for p, q in lines.items()
+        ])
+
+    async def drop_return_markers(self, order_key: str, product_ids) -> int:
+        """Forget the `returned.<order_key>` markers once the order records its units taken back."""
+        return await guarded_updates(self.collection, [
+            ({"_id": int(p), _returned(order_key): {"$exists": True}}, {"$unset": {_returned(order_key): ""}})
             for p in product_ids
         ])
 

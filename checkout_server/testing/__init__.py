@@ -351,7 +351,8 @@ def check_payment_provider(cls, settings: Mapping[str, Any] | None = None,
     provider = _instantiate(cls, PaymentProvider, "payment", settings or {})
     flow = getattr(cls, "flow", None)
     assert flow in ("redirect", "direct"), f"{cls.__name__}.flow must be 'redirect' or 'direct', got {flow!r}"
-    for hook in ("start", "verify_return", "check", "parse_notification"):
+    for hook in ("start", "verify_return", "check", "parse_notification", "cancel_payment", "refund",
+                 "check_refund"):
         assert inspect.iscoroutinefunction(getattr(provider, hook)), f"{cls.__name__}.{hook} must be async"
     assert _overrides(cls, "start"), f"{cls.__name__} must implement start()"
     if flow == "redirect":
