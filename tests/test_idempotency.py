@@ -74,7 +74,8 @@ async def test_same_key_while_the_first_is_running_is_409():
     async with shop() as s:
         p = await s.product(stock=10)
         c = await s.customer(cart={p["_id"]: 1})
-        request = {"address": c.address_id, "payment_method": kit.DIRECT, "shipping_method": kit.FLAT, "notes": ""}
+        # The body as c.checkout sends it (no notes).
+        request = {"address": c.address_id, "payment_method": kit.DIRECT, "shipping_method": kit.FLAT}
         # A first request with this key and body has claimed it and not finished yet.
         assert await s.storage.idempotency.claim(f"{c.id}:k-5", keyed_checkout.request_hash(request)) is None
         r = await c.checkout(kit.DIRECT, kit.FLAT, idempotency_key="k-5")
@@ -132,10 +133,10 @@ async def checkout_killed_before_its_answer_is_stored(s, c, monkeypatch, payment
 
     monkeypatch.setattr(s.storage.idempotency, "finish", killed)
     with pytest.raises(Killed):
+        sent = {"address": c.address_id, "payment_method": payment_method, "shipping_method": kit.FLAT}
         await checkout_module.checkout_cart(
-            s.storage, s.methods, await s.storage.customers.get(c.id),
-            {"address": c.address_id, "payment_method": payment_method, "shipping_method": kit.FLAT,
-             "notes": ""}, key)
+            s.storage, s.methods, await s.storage.customers.get(c.id), {**sent, "notes": ""}, key,
+            sent=sent)
     monkeypatch.undo()
 
 
@@ -238,3 +239,23 @@ async def test_a_claim_naming_a_cancelled_order_runs_again(monkeypatch):
         assert (await c.checkout(kit.DOWN, kit.FLAT, idempotency_key="k-11")).status == 503
         assert await s.storage.orders.count({"status": "CANCELLED"}) == 2
         await assert_stock_invariant(s.storage)
+
+
+@pytest.mark.gen_test
+async def test_same_key_with_a_body_that_differs_only_in_spacing_is_400():
+    # Compared as the client sent it: notes "  first  " is not "first", though both are
+    # stored as "first" once cleaned.
+    async with shop() as s:
+        p = await s.product(stock=10)
+        c = await s.customer(cart={p["_id"]: 1})
+        first = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-spaces", notes="first")
+        assert first.status == 200
+        again = await c.checkout(kit.REDIRECT, kit.FLAT, idempotency_key="k-spaces", notes="  first  ")
+        assert again.status == 400 and "different request body" in again.body["error"]
+        # Key order and spacing between JSON tokens are not what was sent: still a replay.
+        raw = (f'{{ "shipping_method": {kit.FLAT}, "notes": "first", '
+               f'"payment_method": {kit.REDIRECT}, "address": {c.address_id} }}').encode()
+        replay = await c.request("POST", "/api/shop/checkout/cart", raw_body=raw,
+                                 headers={"Idempotency-Key": "k-spaces"})
+        assert (replay.status, replay.raw) == (200, first.raw)
+        assert await s.storage.orders.count({}) == 1

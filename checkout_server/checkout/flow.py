@@ -37,8 +37,12 @@ log = logging.getLogger(__name__)
 
 
 async def checkout_cart(storage, table, customer: dict, request: dict,
-                        idempotency_key: str | None = None, *, locked: bool = False) -> tuple[int, dict]:
+                        idempotency_key: str | None = None, *, locked: bool = False,
+                        sent: dict | None = None) -> tuple[int, dict]:
     """Run one checkout for `customer` (as authenticated) with the validated `request`.
+
+    `sent`: the body as the client sent it (parsed, before validation cleaned it), which a
+    repeated `idempotency_key` is compared with; `request` when not given.
 
     `locked`: `customer` came from `checkout_lock.lock_customer_by_token`, so this checkout
     already holds the lock (only without an `idempotency_key`: a keyed request is looked up
@@ -52,7 +56,8 @@ async def checkout_cart(storage, table, customer: dict, request: dict,
     async def run(key_id: str) -> tuple[int, dict]:
         return await _checkout_once(storage, table, customer, request, key_id=key_id)
 
-    return await keyed_checkout.checkout_with_key(storage, customer, request, idempotency_key, run)
+    return await keyed_checkout.checkout_with_key(storage, customer, request if sent is None else sent,
+                                                  idempotency_key, run)
 
 
 async def _checkout_once(storage, table, customer: dict, request: dict, locked: bool = False,

@@ -25,18 +25,26 @@ RunCheckout = Callable[[str], Awaitable[tuple[int, dict]]]
 
 
 def request_hash(request: dict) -> str:
-    """What a key's claim compares: the same key with another body is refused."""
+    """What a key's claim compares: the same key with another body is refused.
+
+    Given the body as the client sent it (parsed JSON, before validation strips or fills in
+    anything): `"  first  "` after `"first"` is another body. Key order and the spacing
+    between JSON tokens are not compared.
+    """
     return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
 
 
-async def checkout_with_key(storage, customer: dict, request: dict, idempotency_key: str,
+async def checkout_with_key(storage, customer: dict, sent: dict, idempotency_key: str,
                             run: RunCheckout) -> tuple[int, dict]:
-    """Answer a keyed checkout: a replay's stored answer, else `run(key_id)` under the key's claim."""
+    """Answer a keyed checkout: a replay's stored answer, else `run(key_id)` under the key's claim.
+
+    `sent`: the request body as the client sent it, compared with the key's first body.
+    """
     if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise CheckoutError(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
                             {"Idempotency-Key": [f"must be 1 to {MAX_IDEMPOTENCY_KEY} characters"]})
     key_id = f"{customer['_id']}:{idempotency_key}"
-    hashed = request_hash(request)
+    hashed = request_hash(sent)
     keys = storage.idempotency
     claim = await keys.try_claim(key_id, hashed, lease_seconds=checkout_lock.LOCK_SECONDS)
     if not claim.ours:

@@ -60,9 +60,11 @@ class CheckoutCartHandler(BaseHandler):
     async def post(self):
         request = self.checkout_request or self.json_body(CHECKOUT_SCHEMA)
         key = self.request.headers.get("Idempotency-Key")
+        # A repeated key is compared with the body as sent, not as validation cleaned it.
+        sent = self.json_body() if key is not None else None
         try:
             status, body = await checkout_cart(self.storage, self.methods, self.customer, request, key,
-                                               locked=self.locked)
+                                               locked=self.locked, sent=sent)
         except CheckoutError as exc:
             raise APIError(exc.status, exc.message, exc.fields) from None
         self.send(body, status)
