@@ -26,6 +26,14 @@ class SiteConfig:
     # This service's public address, for the URLs handed to gateways.
     base_url: str = "http://localhost:8888"
     hold_minutes: int = 30
+    # Limits per customer (docs/checkout.md): orders on HOLD (waiting for payment), the units
+    # they hold, a new order's included; stored Idempotency-Keys (each kept 24 hours).
+    unpaid_orders_per_customer: int = 5
+    unpaid_units_per_customer: int = 100
+    idempotency_keys_per_customer: int = 1000
+
+
+LIMITS = ("unpaid_orders_per_customer", "unpaid_units_per_customer", "idempotency_keys_per_customer")
 
 
 @dataclass(frozen=True)
@@ -96,11 +104,16 @@ def _parse_site(raw, where) -> SiteConfig:
         value = raw.get(name, getattr(defaults, name))
         if not isinstance(value, str) or not value.startswith(("http://", "https://")):
             raise ConfigError(f"{where}: [site] {name}: must be an http(s) URL")
+    limits = {name: raw.get(name, getattr(defaults, name)) for name in LIMITS}
+    for name, value in limits.items():
+        if not _is_int(value) or value < 1:
+            raise ConfigError(f"{where}: [site] {name}: must be a positive integer")
     return SiteConfig(
         currency=currency.upper(),
         return_url=raw.get("return_url", defaults.return_url),
         base_url=raw.get("base_url", defaults.base_url).rstrip("/"),
         hold_minutes=hold,
+        **limits,
     )
 
 

@@ -22,7 +22,14 @@ from checkout_server.checkout.cart import load_cart
 from checkout_server.checkout.lock import CheckoutLock
 from checkout_server.checkout.order import build_order
 from checkout_server.checkout.repeat import checkout_fingerprint, repeat_answer
-from checkout_server.checkout.rules import refusal, short_message, validate
+from checkout_server.checkout.rules import (
+    recorded_holds,
+    refusal,
+    short_message,
+    unpaid_holds,
+    unpaid_limits,
+    validate,
+)
 from checkout_server.payments.return_tokens import new_return_token, payment_urls
 from checkout_server.payments.settlement import order_info
 from checkout_server.plugin.providers import (
@@ -57,7 +64,8 @@ async def checkout_cart(storage, table, customer: dict, request: dict,
         return await _checkout_once(storage, table, customer, request, key_id=key_id)
 
     return await keyed_checkout.checkout_with_key(storage, customer, request if sent is None else sent,
-                                                  idempotency_key, run)
+                                                  idempotency_key, run,
+                                                  max_keys=table.site.idempotency_keys_per_customer)
 
 
 async def _checkout_once(storage, table, customer: dict, request: dict, locked: bool = False,
@@ -74,9 +82,11 @@ async def _checkout_once(storage, table, customer: dict, request: dict, locked: 
         answer = await repeat_answer(storage, table, lock, fingerprint, request)
         if answer is not None:
             return 200, answer
-        body, order_key = await place_order(storage, table, lock, request, key_id=key_id)
+        holds = await unpaid_holds(storage, customer, table.site)
+        body, order_key = await place_order(storage, table, lock, request, key_id=key_id, holds=holds)
         # Direct orders too: if clearing their cart failed, a repeat must find the order.
-        last_checkout = {"fingerprint": fingerprint, "order_key": order_key}
+        last_checkout = {"fingerprint": fingerprint, "order_key": order_key,
+                         "unpaid": recorded_holds(holds, order_key, customer)}
         return 200, body
     finally:
         # Never replaces the answer (or the error) computed above.
@@ -84,8 +94,11 @@ async def _checkout_once(storage, table, customer: dict, request: dict, locked: 
 
 
 async def place_order(storage, table, lock: CheckoutLock, request: dict,
-                      key_id: str | None = None) -> tuple[dict, str]:
+                      key_id: str | None = None, holds: dict[str, int] | None = None) -> tuple[dict, str]:
     """Validate, create the order, reserve, start the payment (for `lock.customer`).
+
+    `holds`: the customer's orders that may be waiting for payment (`rules.unpaid_holds`),
+    for the limits per customer; None checks none.
 
     Returns (answer, order key). `key_id`: the Idempotency-Key claim this checkout runs
     under; the order is named on it as soon as it exists. Once the order's payment is
@@ -96,6 +109,8 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict,
     site = table.site
     loaded = await load_cart(storage, customer, site.currency)
     problems, address_doc, payment, shipping, cost = validate(customer, loaded, request, table)
+    if holds is not None:
+        problems.update(unpaid_limits(holds, loaded, site))
     if problems:
         raise refusal(problems)
 

@@ -35,10 +35,12 @@ def request_hash(request: dict) -> str:
 
 
 async def checkout_with_key(storage, customer: dict, sent: dict, idempotency_key: str,
-                            run: RunCheckout) -> tuple[int, dict]:
+                            run: RunCheckout, max_keys: int | None = None) -> tuple[int, dict]:
     """Answer a keyed checkout: a replay's stored answer, else `run(key_id)` under the key's claim.
 
     `sent`: the request body as the client sent it, compared with the key's first body.
+    `max_keys`: how many keys one customer may have stored (each kept 24 hours); a new key
+    beyond them is a 429 and stores nothing.
     """
     if not 1 <= len(idempotency_key) <= MAX_IDEMPOTENCY_KEY:
         raise CheckoutError(400, f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters",
@@ -46,7 +48,10 @@ async def checkout_with_key(storage, customer: dict, sent: dict, idempotency_key
     key_id = f"{customer['_id']}:{idempotency_key}"
     hashed = request_hash(sent)
     keys = storage.idempotency
-    claim = await keys.try_claim(key_id, hashed, lease_seconds=checkout_lock.LOCK_SECONDS)
+    claim = await keys.try_claim(key_id, hashed, lease_seconds=checkout_lock.LOCK_SECONDS,
+                                 customer=customer["_id"])
+    if claim.ours and claim.record is None and max_keys is not None:
+        await _refuse_beyond(keys, key_id, customer["_id"], max_keys)
     if not claim.ours:
         existing = claim.record
         if existing is None:  # taken over by a racing retry, then purged: nothing to answer yet
@@ -85,6 +90,20 @@ async def checkout_with_key(storage, customer: dict, sent: dict, idempotency_key
         raise
     await _finish_quietly(keys, key_id, status, body)
     return status, body
+
+
+async def _refuse_beyond(keys, key_id: str, customer_id: int, max_keys: int) -> None:
+    """429 (the new claim dropped) if the customer now has more than `max_keys` keys stored.
+
+    Counted after the claim is stored, so that of new keys racing at the limit none slips
+    through (all of them may be refused: a retry then finds room as keys expire).
+    """
+    if await keys.count_for_customer(customer_id, limit=max_keys + 1) <= max_keys:
+        return
+    await _forget_quietly(keys, key_id)
+    log.warning("customer %s: Idempotency-Key refused, %d keys stored already", customer_id, max_keys)
+    raise CheckoutError(429, f"too many Idempotency-Keys: at most {max_keys} per customer are kept, "
+                             f"each for 24 hours; retry with a key already sent, or without one")
 
 
 async def _answer_of_claimed_order(storage, customer: dict, record: dict) -> dict | None:

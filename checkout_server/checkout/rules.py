@@ -1,8 +1,9 @@
-"""The seed page's six checkout rules and their messages.
+"""The seed page's six checkout rules and their messages, and the limits per customer.
 
 The cart's lines and their stock, the profile, the address, the payment method, the
 shipping method, and what the methods say about this cart. Every failing rule is reported
-together, as one 400 whose `fields` follow `RULE_FIELDS`.
+together, as one 400 whose `fields` follow `RULE_FIELDS`. The limits per customer
+(`[site]` in the config) are reported the same way, each under its setting's name.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from checkout_server.plugin.providers import MAX_MONEY
 from checkout_server.storage.customers import PROFILE_FIELDS
 
 # The order the rules are reported in, whichever was checked first.
-RULE_FIELDS = ("cart", "profile", "address", "payment_method", "shipping_method")
+RULE_FIELDS = ("cart", "profile", "address", "payment_method", "shipping_method",
+               "unpaid_orders_per_customer", "unpaid_units_per_customer")
 
 
 def validate(customer: dict, loaded: LoadedCart, request: dict, table):
@@ -68,6 +70,60 @@ def validate(customer: dict, loaded: LoadedCart, request: dict, table):
             refuse("payment_method", f"payment method {payment.id} ({payment.title}) cannot be used "
                                      f"for this cart: {support.reason}")
     return problems, address_doc, payment, shipping, cost
+
+
+def cart_units(customer: dict) -> int:
+    """How many units the customer's cart holds (every line, as stored)."""
+    return sum(int(q) for q in (customer.get("cart") or {}).values() if int(q) > 0)
+
+
+async def unpaid_holds(storage, customer: dict, site) -> dict[str, int]:
+    """{order key: units} of the customer's orders that may be waiting for payment: exact
+    whenever a limit per customer could be reached, else as recorded (no database read).
+
+    Each checkout that places an order records it, with what it knew already, in
+    `last_checkout.unpaid` (`recorded_holds`); paid, cancelled and expired orders stay there
+    until a checkout near a limit reads the orders on HOLD instead and records those. So
+    the record never leaves out an order (one whose checkout could not release its lock
+    aside), and the common checkout, far from every limit, costs no extra round trip.
+    """
+    recorded = (customer.get("last_checkout") or {}).get("unpaid") or {}
+    if (len(recorded) < site.unpaid_orders_per_customer
+            and sum(recorded.values()) + cart_units(customer) <= site.unpaid_units_per_customer):
+        return dict(recorded)
+    held = await storage.orders.awaiting_payment(customer["_id"], limit=site.unpaid_orders_per_customer)
+    return {order["_id"]: sum(int(item.get("quantity", 0)) for item in order.get("items") or [])
+            for order in held}
+
+
+def recorded_holds(holds: dict[str, int], order_key: str, customer: dict) -> dict[str, int]:
+    """What `last_checkout.unpaid` records after a checkout placed `order_key`."""
+    return {**holds, order_key: cart_units(customer)}
+
+
+def unpaid_limits(holds: dict[str, int], loaded: LoadedCart, site) -> dict[str, list[str]]:
+    """The limits on what one customer holds unpaid, for a new order of `loaded`'s cart.
+
+    Orders on HOLD keep their units from everyone else until paid or expired: without a
+    bound one customer could hold a product's whole stock. `holds` is `unpaid_holds`; the
+    checkout lock keeps two checkouts of one customer from both passing. Returns
+    {setting name: [message]} for the limit the new order would pass.
+    """
+    units = sum(loaded.quantities.values())
+    if not units:
+        return {}
+    most = site.unpaid_orders_per_customer
+    if len(holds) >= most:
+        message = (f"you have {len(holds)} orders waiting for payment, the most one customer may have "
+                   f"(unpaid_orders_per_customer = {most}): pay one, or let it expire, before placing another")
+        return {"unpaid_orders_per_customer": [message]}
+    held_units = sum(holds.values())
+    if held_units + units > site.unpaid_units_per_customer:
+        message = (f"this order's {units} units and the {held_units} held by your orders waiting for payment "
+                   f"would be more than one customer may hold unpaid (unpaid_units_per_customer = "
+                   f"{site.unpaid_units_per_customer}): pay an order, let it expire, or order fewer")
+        return {"unpaid_units_per_customer": [message]}
+    return {}
 
 
 def request_choices(customer: dict, request: dict, table, refuse):

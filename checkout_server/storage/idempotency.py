@@ -38,31 +38,38 @@ class IdempotencyKeys:
 
     async def create_indexes(self) -> None:
         await self.collection.create_index("created_at")
+        await self.collection.create_index("customer")
 
     async def claim(self, key_id: str, request_hash: str,
-                    lease_seconds: float = DEFAULT_LEASE_SECONDS) -> dict | None:
+                    lease_seconds: float = DEFAULT_LEASE_SECONDS, customer: int | None = None) -> dict | None:
         """Claim a key for a new request: None if claimed now, else the existing record.
 
         A running claim whose lease is over, for the same request, is taken over (None):
         its process died. Of racing takeovers exactly one wins; the others get the record.
         """
-        claim = await self.try_claim(key_id, request_hash, lease_seconds)
+        claim = await self.try_claim(key_id, request_hash, lease_seconds, customer)
         return None if claim.ours else claim.record
 
     async def try_claim(self, key_id: str, request_hash: str,
-                        lease_seconds: float = DEFAULT_LEASE_SECONDS) -> Claim:
-        """`claim`, telling a takeover apart: its record is the abandoned claim as it was."""
+                        lease_seconds: float = DEFAULT_LEASE_SECONDS, customer: int | None = None) -> Claim:
+        """`claim`, telling a takeover apart: its record is the abandoned claim as it was.
+
+        `customer`: whose key it is, for `count_for_customer`.
+        """
         now = clock.timestamp()
-        try:
+        record = {
+            "_id": key_id,
+            "request_hash": request_hash,
+            "state": "running",
             # A float, not a datetime: nx-27017 stores a `$set` datetime as a string, and
             # the takeover below writes `lease_until` with `$set`.
-            await self.collection.insert_one({
-                "_id": key_id,
-                "request_hash": request_hash,
-                "state": "running",
-                "lease_until": now + lease_seconds,
-                "created_at": clock.utcnow(),
-            })
+            "lease_until": now + lease_seconds,
+            "created_at": clock.utcnow(),
+        }
+        if customer is not None:
+            record["customer"] = customer
+        try:
+            await self.collection.insert_one(record)
             return Claim(True, None)
         except DuplicateKeyError:
             existing = await self.collection.find_one({"_id": key_id})
@@ -91,6 +98,10 @@ class IdempotencyKeys:
     async def forget(self, key_id: str) -> None:
         """Drop a claim whose request ended without an answer worth replaying."""
         await self.collection.delete_one({"_id": key_id, "state": "running"})
+
+    async def count_for_customer(self, customer: int, limit: int) -> int:
+        """How many keys `customer` has stored (claimed with `customer`), counting at most `limit`."""
+        return await self.collection.count_documents({"customer": customer}, limit=limit)
 
     async def purge_older_than(self, age: timedelta) -> int:
         cutoff = clock.utcnow() - age

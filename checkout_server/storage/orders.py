@@ -84,6 +84,12 @@ class Orders:
         """Orders with a refund the gateway has not finished (`payment.refund_pending`), oldest first."""
         return await self.find({"payment.refund_pending": True}, limit=limit)
 
+    async def awaiting_payment(self, customer_id: int, limit: int) -> list[dict]:
+        """Up to `limit` of the customer's orders on HOLD, each only its `_id` and `items`
+        (what it holds): for the checkout's limits per customer."""
+        cursor = self.collection.find({"customer": customer_id, "status": "HOLD"}, {"items": 1}).limit(limit)
+        return await cursor.to_list(None)
+
     async def transition(self, order_key: str, expect: dict, changes,
                          history: dict | None = None, *, current: dict | None = None) -> dict | None:
         """Apply `changes` only if the order still matches `expect`; the new order or None.
