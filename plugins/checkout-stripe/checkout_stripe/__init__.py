@@ -1,7 +1,10 @@
 """Stripe Checkout Sessions: create a session, send the shopper to `session.url`, and settle
 only when Stripe says, server-side, that the session's `payment_status` is "paid".
 
-Webhooks (`checkout.session.*` events) are checked against the `Stripe-Signature` header:
+Refunds use the Refunds API on the session's payment intent, with one idempotency key per
+refund attempt; `charge.refunded` and `charge.refund.updated` events report them back.
+
+Webhooks (`checkout.session.*`, `charge.refund*` events) are checked against the `Stripe-Signature` header:
 HMAC-SHA256 of "<t>.<raw body>" with the endpoint's signing secret, compared in constant
 time, and refused when `t` is more than `webhook_tolerance` seconds away from now.
 """
@@ -15,6 +18,7 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
@@ -30,6 +34,10 @@ from checkout_server.plugin import (
     PaymentStart,
     PaymentState,
     PaymentUrls,
+    ProviderError,
+    Refund,
+    RefundRequest,
+    RefundState,
     hookimpl,
 )
 
@@ -118,6 +126,34 @@ class Stripe(PaymentProvider):
             session = await self._expire(session_id)
         return _session_check(session)
 
+    async def refund(self, order: OrderInfo, request: RefundRequest) -> Refund:
+        """The Refunds API on the session's payment intent, one idempotency key per attempt."""
+        intent = await self._payment_intent(order)
+        params = {"payment_intent": intent, "amount": request.amount,
+                  "metadata": {"order_key": order.order_key, "attempt_id": request.attempt_id}}
+        try:
+            refund = await self._call("POST", "/v1/refunds", params,
+                                      idempotency_key=f"checkout-server-{payment_key(order)}-refund-{request.attempt_id}")
+        except _Refused as refused:
+            if refused.status in (400, 402, 404):  # Stripe's word on this refund (amount, state, dispute)
+                return Refund(RefundState.FAILED, request.amount, request.currency, detail=str(refused))
+            raise  # 401/403: our key; 409: the same key still in progress; 429: too fast: try again
+        return _refund(refund)
+
+    async def check_refund(self, order: OrderInfo, refund: Refund) -> Refund:
+        return _refund(await self._call("GET", f"/v1/refunds/{refund.reference}"))
+
+    async def _payment_intent(self, order: OrderInfo) -> str:
+        session_id = order.payment.get("session_id")
+        if not session_id:
+            raise ProviderError("no Stripe session was started for this order")
+        intent = (await self._call("GET", f"/v1/checkout/sessions/{session_id}")).get("payment_intent")
+        if isinstance(intent, dict):
+            intent = intent.get("id")
+        if not isinstance(intent, str):
+            raise ProviderError("Stripe took no payment for this order's session")
+        return intent
+
     async def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         secret = self.settings.get("webhook_secret")
         if not secret:
@@ -130,6 +166,8 @@ class Stripe(PaymentProvider):
             session = event["data"]["object"]
         except (ValueError, KeyError, TypeError):
             raise NotificationError("not a Stripe event") from None
+        if event_type in REFUND_EVENTS and isinstance(session, dict):
+            return await self._refund_notification(event_id, session)
         if not (isinstance(event_type, str) and event_type.startswith("checkout.session.")
                 and isinstance(session, dict)):
             return Notification(order_key=None, event_id=event_id)  # not about a payment of ours
@@ -143,6 +181,25 @@ class Stripe(PaymentProvider):
             check = _session_check(session)
         return Notification(order_key=order_key, check=check, event_id=event_id,
                             reference=session.get("id"))
+
+    async def _refund_notification(self, event_id: str, obj: dict) -> Notification:
+        """A charge (charge.refunded) or a refund (charge.refund.updated): every refund of its payment.
+
+        The refunds, the order key and the session are read from Stripe, not from the event.
+        """
+        intent = obj.get("payment_intent")
+        if not isinstance(intent, str):
+            return Notification(order_key=None, event_id=event_id)  # not a Checkout payment of ours
+        listed = await self._call("GET", f"/v1/refunds?payment_intent={quote(intent)}&limit=100")
+        refunds = tuple(_refund(item) for item in listed.get("data") or [] if isinstance(item, dict))
+        payment = await self._call("GET", f"/v1/payment_intents/{quote(intent)}")
+        order_key = (payment.get("metadata") or {}).get("order_key")
+        sessions = await self._call("GET", f"/v1/checkout/sessions?payment_intent={quote(intent)}")
+        session_ids = [s.get("id") for s in sessions.get("data") or [] if isinstance(s, dict)]
+        if not isinstance(order_key, str) or not session_ids:
+            return Notification(order_key=None, event_id=event_id)
+        # `reference`: the core records them only on the order whose session this is.
+        return Notification(order_key=order_key, event_id=event_id, reference=session_ids[0], refunds=refunds)
 
     async def _expire(self, session_id: str) -> dict:
         try:
@@ -159,7 +216,8 @@ class Stripe(PaymentProvider):
         if answer.refused:
             error = answer.body.get("error") if isinstance(answer.body.get("error"), dict) else {}
             log.warning("Stripe refused %s %s: HTTP %s %s", method, path, answer.status, error.get("message"))
-            raise _Refused(f"Stripe refused the request ({error.get('type') or answer.status})")
+            raise _Refused(f"Stripe refused the request ({error.get('message') or error.get('type') or answer.status})",
+                           answer.status)
         return answer.body
 
 
@@ -170,6 +228,29 @@ def payment_key(order: OrderInfo) -> str:
 
 class _Refused(GatewayError):
     """Stripe answered 4xx: a bad key or parameter, or a session in the wrong state."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+# Stripe refund statuses; "requires_action" waits for the customer's details (some methods).
+REFUND_STATES = {"succeeded": RefundState.SUCCEEDED, "pending": RefundState.PENDING,
+                 "requires_action": RefundState.PENDING, "failed": RefundState.FAILED,
+                 "canceled": RefundState.FAILED}
+REFUND_EVENTS = {"charge.refunded", "charge.refund.updated"}
+
+
+def _refund(refund: dict) -> Refund:
+    """A Stripe Refund object as the core reads it."""
+    state = REFUND_STATES.get(refund.get("status"))
+    amount, currency = refund.get("amount"), refund.get("currency")
+    if state is None or not isinstance(amount, int) or not isinstance(currency, str):
+        raise GatewayError("Stripe answered a refund without a known status, amount or currency")
+    reason = refund.get("failure_reason") or ""
+    return Refund(state, amount, currency.upper(), reference=refund.get("id"),
+                  detail=f"refund {refund.get('status')}" + (f" ({reason})" if reason else ""),
+                  attempt_id=str((refund.get("metadata") or {}).get("attempt_id") or ""))
 
 
 def _session_check(session: dict) -> PaymentCheck:
