@@ -216,8 +216,8 @@ class Stripe(PaymentProvider):
         if answer.refused:
             error = answer.body.get("error") if isinstance(answer.body.get("error"), dict) else {}
             log.warning("Stripe refused %s %s: HTTP %s %s", method, path, answer.status, error.get("message"))
-            raise _Refused(f"Stripe refused the request ({error.get('message') or error.get('type') or answer.status})",
-                           answer.status)
+            what = ": ".join(str(part) for part in (error.get("type"), error.get("message")) if part)
+            raise _Refused(f"Stripe refused the request ({what or answer.status})", answer.status)
         return answer.body
 
 
