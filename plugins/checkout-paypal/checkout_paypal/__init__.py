@@ -11,6 +11,12 @@ never came back. A refused capture fails the payment only when PayPal declined i
 refusal (a duplicate request still in progress, already captured...) reads the order again,
 and when the hold is being decided (`check`) an order still uncaptured has failed, unless
 another capture of it is in progress.
+
+Refunds refund the order's capture (/v2/payments/captures/{id}/refund) with a
+`PayPal-Request-Id` per refund attempt; `PAYMENT.CAPTURE.REFUNDED` and
+`PAYMENT.CAPTURE.REVERSED` webhooks report them back. An admin's cancel of an unpaid order
+captures nothing: Orders v2 has no void for an order of intent CAPTURE, so an approved
+order is left uncaptured (it lapses at PayPal; nothing here ever captures a cancelled order).
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ from checkout_server.plugin import (
     PaymentState,
     PaymentUrls,
     ProviderError,
+    Refund,
+    RefundRequest,
+    RefundState,
     Support,
     hookimpl,
 )
@@ -54,6 +63,12 @@ CANCELLED = "cancelled"  # what the return URL carries when the shopper cancels 
 # Webhook events about an order of ours; the order's state is then read from PayPal.
 ORDER_EVENTS = {"CHECKOUT.ORDER.APPROVED", "CHECKOUT.ORDER.COMPLETED", "CHECKOUT.ORDER.VOIDED"}
 CAPTURE_EVENTS = {"PAYMENT.CAPTURE.COMPLETED", "PAYMENT.CAPTURE.DENIED", "PAYMENT.CAPTURE.PENDING"}
+# Webhook events about a refund of a capture of ours; the refund is then read from PayPal.
+REFUND_EVENTS = {"PAYMENT.CAPTURE.REFUNDED", "PAYMENT.CAPTURE.REVERSED"}
+REFUND_STATES = {"COMPLETED": RefundState.SUCCEEDED, "PENDING": RefundState.PENDING,
+                 "CANCELLED": RefundState.FAILED, "FAILED": RefundState.FAILED}
+# Captures that took money (PayPal itself refuses to refund more than is left of one).
+CAPTURED = ("COMPLETED", "PARTIALLY_REFUNDED", "REFUNDED")
 # Capture refusals (422) that are PayPal's final word on this payment: the payer's instrument
 # or account cannot pay it, or PayPal or the payee's risk settings refuse it. Any other 422
 # (PREVIOUS_REQUEST_IN_PROGRESS: "when you send two simultaneous API requests with same
@@ -181,6 +196,67 @@ class PayPal(PaymentProvider):
             return PaymentCheck(PaymentState.FAILED, reference=paypal_id, detail="never approved by the shopper")
         return check
 
+    async def cancel_payment(self, order: OrderInfo) -> PaymentCheck:
+        """The order as PayPal has it, never captured here: one not paid has failed."""
+        paypal_id = order.payment.get("paypal_order_id")
+        if not paypal_id:
+            return PaymentCheck(PaymentState.FAILED, detail="no PayPal order was started")
+        check = _order_check(await self._api("GET", f"/v2/checkout/orders/{paypal_id}"))
+        if check.state is PaymentState.PENDING and check.detail != "capture pending":
+            # Created, approved or waiting for the payer: no money moved, and none will.
+            return PaymentCheck(PaymentState.FAILED, reference=paypal_id,
+                                detail=f"PayPal order {check.detail}, left uncaptured")
+        return check
+
+    async def refund(self, order: OrderInfo, request: RefundRequest) -> Refund:
+        """Refund part of the order's capture; the PayPal-Request-Id is the attempt's."""
+        try:
+            value = to_paypal(request.amount, request.currency)
+        except MoneyError as exc:
+            raise ProviderError(str(exc)) from None
+        capture_id = await self._capture_id(order)
+        body = {"amount": {"value": value, "currency_code": request.currency}, "custom_id": order.order_key}
+        if request.reason:
+            body["note_to_payer"] = request.reason[:255]
+        try:
+            refund = await self._api("POST", f"/v2/payments/captures/{capture_id}/refund", body,
+                                     request_id=f"checkout-server-{payment_key(order)}-refund-{request.attempt_id}")
+        except _Refused as refused:
+            if refused.status in (400, 404, 422) and refused.issue != CAPTURE_IN_PROGRESS:
+                return Refund(RefundState.FAILED, request.amount, request.currency, detail=str(refused))
+            raise  # 403 (our credentials), a duplicate still in progress...: try again later
+        return _refund(refund, request.attempt_id)
+
+    async def check_refund(self, order: OrderInfo, refund: Refund) -> Refund:
+        return _refund(await self._api("GET", f"/v2/payments/refunds/{refund.reference}"), refund.attempt_id)
+
+    async def _capture_id(self, order: OrderInfo) -> str:
+        paypal_id = order.payment.get("paypal_order_id")
+        if not paypal_id:
+            raise ProviderError("no PayPal order was started for this order")
+        found = await self._api("GET", f"/v2/checkout/orders/{paypal_id}")
+        captures = [capture for unit in found.get("purchase_units") or []
+                    for capture in ((unit.get("payments") or {}).get("captures") or [])
+                    if capture.get("status") in CAPTURED and isinstance(capture.get("id"), str)]
+        if not captures:
+            raise ProviderError(f"PayPal order {paypal_id} has no capture to refund")
+        return captures[0]["id"]
+
+    async def _refund_notification(self, event_id: str, resource: dict) -> Notification:
+        """A refund of a capture: the refund and its capture (order key, PayPal order) read from PayPal."""
+        refund_id = resource.get("id")
+        up = next((link.get("href") for link in resource.get("links") or []
+                   if isinstance(link, dict) and link.get("rel") == "up"), None)
+        if not (isinstance(refund_id, str) and isinstance(up, str) and "/v2/payments/captures/" in up):
+            return Notification(order_key=None, event_id=event_id)
+        capture = await self._api("GET", "/v2/payments/captures/" + up.rsplit("/captures/", 1)[1])
+        paypal_id = ((capture.get("supplementary_data") or {}).get("related_ids") or {}).get("order_id")
+        order_key = capture.get("custom_id")
+        if not (isinstance(paypal_id, str) and isinstance(order_key, str)):
+            return Notification(order_key=None, event_id=event_id)
+        refund = _refund(await self._api("GET", f"/v2/payments/refunds/{refund_id}"))
+        return Notification(order_key=order_key, event_id=event_id, reference=paypal_id, refunds=(refund,))
+
     async def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         webhook_id = self.settings.get("webhook_id")
         if not webhook_id:
@@ -214,6 +290,8 @@ class PayPal(PaymentProvider):
         if verdict.get("verification_status") != "SUCCESS":
             raise NotificationError("PayPal did not verify the webhook signature")
 
+        if event_type in REFUND_EVENTS:
+            return await self._refund_notification(event_id, resource)
         if event_type in ORDER_EVENTS:
             paypal_id = resource.get("id")
             units = resource.get("purchase_units") or [{}]
@@ -339,6 +417,23 @@ def _order_check(order: dict) -> PaymentCheck:
         return PaymentCheck(PaymentState.FAILED, reference=reference,
                             detail=f"no completed capture (order {order.get('status')})")
     return PaymentCheck(PaymentState.PENDING, reference=reference, detail=str(order.get("status")))
+
+
+def _refund(refund: dict, attempt_id: str = "") -> Refund:
+    """A PayPal refund (Payments v2) as the core reads it, in PayPal's amount."""
+    state = REFUND_STATES.get(refund.get("status"))
+    amount = refund.get("amount") if isinstance(refund.get("amount"), dict) else {}
+    currency = amount.get("currency_code")
+    try:
+        if state is None or not isinstance(currency, str):
+            raise MoneyError(f"status {refund.get('status')!r}, currency {currency!r}")
+        value = from_paypal(amount.get("value"), currency)
+    except MoneyError as exc:
+        raise GatewayError(f"PayPal answered a refund we cannot read: {exc}") from None
+    reason = (refund.get("status_details") or {}).get("reason")
+    return Refund(state, value, currency, reference=refund.get("id"),
+                  detail=f"refund {refund.get('status')}" + (f" ({reason})" if reason else ""),
+                  attempt_id=attempt_id)
 
 
 def _capture_event_check(event_type: str, capture: dict, paypal_id: str) -> PaymentCheck:

@@ -1,6 +1,7 @@
 """A local fake of PayPal: OAuth client credentials, Orders v2, webhook verification.
 
-Operations (for `Faults.only`): "token", "create", "get", "capture", "verify_webhook".
+Operations (for `Faults.only`): "token", "create", "get", "capture", "verify_webhook",
+"refund", "get_capture", "get_refund".
 `amount_delta`/`currency` make the capture differ from the order; `decline` (or the page's
 "Card declined" button) approves the order with an instrument that is declined at capture.
 
@@ -12,11 +13,19 @@ another capture with the same PayPal-Request-Id is answered 422 PREVIOUS_REQUEST
 as PayPal may answer the second of two simultaneous requests. `refuse_captures(app, issue)`
 answers every capture 422 with `issue`, the order left APPROVED: a refusal that lasts (a
 payee account or configuration problem).
+
+`POST /v2/payments/captures/{id}/refund` refunds a capture, at most what is left of it, once
+per PayPal-Request-Id; the capture becomes PARTIALLY_REFUNDED, then REFUNDED.
+`app[REFUND_SWITCHES]`: `refuse_with` (an issue: every refund refused 422), `pending`
+(refunds stay PENDING until `settle_refund`), `lose_answers` (the refund is made, its answer
+delayed past any timeout). `signed_refund_event(app, refund_id, webhook_id)` builds the
+PAYMENT.CAPTURE.REFUNDED delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -62,6 +71,18 @@ class CaptureGate:
 CAPTURE_GATE = web.AppKey("paypal_capture_gate", CaptureGate)
 
 
+@dataclass
+class RefundSwitches:
+    refuse_with: str | None = None  # e.g. "REFUND_NOT_ALLOWED"
+    pending: bool = False
+    lose_answers: bool = False
+
+
+REFUND_SWITCHES = web.AppKey("paypal_refund_switches", RefundSwitches)
+CAPTURES = web.AppKey("paypal_captures", dict)  # capture id -> capture (shared with its order)
+REFUNDS = web.AppKey("paypal_refunds", dict)  # refund id -> refund
+
+
 def hold_captures(app: web.Application) -> CaptureGate:
     """Hold this fake's captures in progress until `gate.release` is set: a slow PayPal."""
     gate = app[CAPTURE_GATE]
@@ -81,6 +102,10 @@ def make_app(base_url: str) -> web.Application:
     app[TOKENS] = set()
     app[IN_PROGRESS] = set()
     app[CAPTURE_GATE] = CaptureGate()
+    app[REFUND_SWITCHES], app[CAPTURES], app[REFUNDS] = RefundSwitches(), {}, {}
+    app.router.add_get("/v2/payments/captures/{id}", get_capture)
+    app.router.add_post("/v2/payments/captures/{id}/refund", refund_capture)
+    app.router.add_get("/v2/payments/refunds/{id}", get_refund)
     app.router.add_post("/v1/oauth2/token", token)
     app.router.add_post("/v2/checkout/orders", create_order)
     app.router.add_get("/v2/checkout/orders/{id}", get_order)
@@ -221,6 +246,7 @@ async def capture_order(request: web.Request) -> web.Response:
                "final_capture": True, "custom_id": unit.get("custom_id"), "create_time": _now(),
                "supplementary_data": {"related_ids": {"order_id": order["id"]}}}
     unit["payments"] = {"captures": [capture]}
+    request.app[CAPTURES][capture["id"]] = capture
     order["status"] = "COMPLETED"
     if replay:
         state.idempotency[replay] = (201, order)
@@ -300,3 +326,105 @@ def signed_event(app: web.Application, paypal_id: str, event_type: str, webhook_
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
+
+
+# -- refunds (Payments v2)
+
+def _refunded(app: web.Application, capture_id: str) -> int:
+    return sum(r["_minor"] for r in app[REFUNDS].values()
+               if r["_capture"] == capture_id and r["status"] in ("COMPLETED", "PENDING"))
+
+
+def _public(refund: dict) -> dict:
+    return {k: v for k, v in refund.items() if not k.startswith("_")}
+
+
+@fake_api("get_capture")
+async def get_capture(request: web.Request) -> web.Response:
+    if not _authorised(request):
+        return _error(401, "AUTHENTICATION_FAILURE")
+    capture = request.app[CAPTURES].get(request.match_info["id"])
+    if capture is None:
+        return _error(404, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID")
+    return web.json_response(capture)
+
+
+@fake_api("refund")
+async def refund_capture(request: web.Request) -> web.Response:
+    app, state = request.app, request.app[STATE]
+    if not _authorised(request):
+        return _error(401, "AUTHENTICATION_FAILURE")
+    capture = app[CAPTURES].get(request.match_info["id"])
+    if capture is None:
+        return _error(404, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID")
+    replay = _replay(request, f"refund:{capture['id']}")
+    if replay in state.idempotency:
+        return web.json_response(_public(state.idempotency[replay]), status=201)
+    body = await json_object(request) or {}
+    currency = capture["amount"]["currency_code"]
+    captured = from_paypal(capture["amount"]["value"], currency)
+    left = captured - _refunded(app, capture["id"])
+    amount = body.get("amount")
+    try:
+        minor = left if amount is None else from_paypal(amount["value"], amount["currency_code"])
+        if amount is not None and amount["currency_code"] != currency:
+            return _error(422, "UNPROCESSABLE_ENTITY", "REFUND_CURRENCY_MISMATCH")
+    except (KeyError, TypeError, ValueError):
+        return _error(400, "INVALID_REQUEST", "INVALID_PARAMETER_VALUE")
+    switches = app[REFUND_SWITCHES]
+    if switches.refuse_with:
+        return _error(422, "UNPROCESSABLE_ENTITY", switches.refuse_with)
+    if capture["status"] == "REFUNDED":
+        return _error(422, "UNPROCESSABLE_ENTITY", "CAPTURE_FULLY_REFUNDED")
+    if minor < 1 or minor > left:
+        return _error(422, "UNPROCESSABLE_ENTITY", "REFUND_AMOUNT_EXCEEDED")
+    refund_id = secrets.token_hex(9).upper()[:17]
+    refund = {"id": refund_id, "status": "PENDING" if switches.pending else "COMPLETED",
+              "amount": {"value": to_paypal(minor, currency), "currency_code": currency},
+              "custom_id": body.get("custom_id"), "note_to_payer": body.get("note_to_payer"),
+              "create_time": _now(), "update_time": _now(), "_minor": minor, "_capture": capture["id"],
+              "links": [{"href": f"{state.base_url}/v2/payments/refunds/{refund_id}", "rel": "self", "method": "GET"},
+                        {"href": f"{state.base_url}/v2/payments/captures/{capture['id']}", "rel": "up",
+                         "method": "GET"}]}
+    app[REFUNDS][refund_id] = refund
+    capture["status"] = "REFUNDED" if _refunded(app, capture["id"]) >= captured else "PARTIALLY_REFUNDED"
+    if replay:
+        state.idempotency[replay] = refund
+    if switches.lose_answers:  # refunded; the answer comes too late for the client
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.closing.wait(), 2.0)
+    return web.json_response(_public(refund), status=201)
+
+
+@fake_api("get_refund")
+async def get_refund(request: web.Request) -> web.Response:
+    if not _authorised(request):
+        return _error(401, "AUTHENTICATION_FAILURE")
+    refund = request.app[REFUNDS].get(request.match_info["id"])
+    if refund is None:
+        return _error(404, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID")
+    return web.json_response(_public(refund))
+
+
+def settle_refund(app: web.Application, refund_id: str, status: str = "COMPLETED") -> dict:
+    """Finish a PENDING refund at the fake: "COMPLETED" or "FAILED"."""
+    refund = app[REFUNDS][refund_id]
+    refund["status"] = status
+    return refund
+
+
+def signed_refund_event(app: web.Application, refund_id: str, webhook_id: str,
+                        event_type: str = "PAYMENT.CAPTURE.REFUNDED") -> tuple[dict, bytes]:
+    """A webhook delivery about a refund, as PayPal transmits it."""
+    event = {"id": "WH-" + secrets.token_hex(10).upper(), "event_version": "1.0", "create_time": _now(),
+             "resource_type": "refund", "event_type": event_type, "summary": f"{event_type} (fake)",
+             "resource": _public(app[REFUNDS][refund_id])}
+    transmission_id = secrets.token_hex(16)
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    headers = {
+        "PAYPAL-TRANSMISSION-ID": transmission_id, "PAYPAL-TRANSMISSION-TIME": stamp,
+        "PAYPAL-TRANSMISSION-SIG": _signature(transmission_id, stamp, webhook_id, event),
+        "PAYPAL-CERT-URL": f"{app[STATE].base_url}/v1/notifications/certs/CERT-fake",
+        "PAYPAL-AUTH-ALGO": "SHA256withRSA", "Content-Type": "application/json",
+    }
+    return headers, json.dumps(event).encode()
