@@ -31,6 +31,8 @@ class SandboxPayments:
             "currency": currency,
             "return_url": return_url,
             "state": "created",
+            "refunded": 0,  # minor units refunded, at most `amount`
+            "refunds": {},  # refund attempt id -> amount
             "created_at": clock.utcnow(),
         }
         await self.collection.insert_one(doc)
@@ -48,3 +50,28 @@ class SandboxPayments:
             {"$set": {"state": state}},
             return_document=ReturnDocument.AFTER,
         )
+
+    async def refund(self, reference: str, attempt_id: str, amount: int) -> tuple[str, dict | None]:
+        """Refund `amount` of a paid payment once per `attempt_id`, never more than was paid.
+
+        ("refunded", record) for a new refund or the repeat of an attempt's, ("refused",
+        record or None) when the payment is unknown, not paid, or has less than `amount` left.
+        """
+        marker = f"refunds.{attempt_id}"
+        current = await self.get(reference)
+        if current is None or current.get("state") != "paid":
+            return "refused", current
+        if attempt_id in (current.get("refunds") or {}):
+            return "refunded", current  # the repeat of this attempt
+        record = await self.collection.find_one_and_update(
+            {"_id": str(reference), "state": "paid", marker: {"$exists": False},
+             "refunded": {"$lte": int(current["amount"]) - int(amount)}},
+            {"$inc": {"refunded": int(amount)}, "$set": {marker: int(amount)}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if record is None:
+            current = await self.get(reference)
+            if current is not None and attempt_id in (current.get("refunds") or {}):
+                return "refunded", current  # a racing repeat of this attempt got there first
+            return "refused", current
+        return "refunded", record

@@ -4,8 +4,8 @@ For trying the redirect flow end to end without a real gateway: the shopper is s
 `/sandbox/pay/<reference>`, sees the order and amount, and presses Pay or Cancel. The
 decision is recorded server-side (storage `sandbox_payments`), and the provider verifies a
 return by asking the sandbox "gateway" over HTTP, as a real provider asks its gateway;
-the query string of the return is never trusted. The pages exist only while a sandbox
-method is configured. Never configure one in production: anyone can "pay" there.
+the query string of the return is never trusted. It refunds too: once per refund attempt,
+never more than was paid. The pages exist only while a sandbox method is configured. Never configure one in production: anyone can "pay" there.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from checkout_server.plugin import (
     PaymentProvider,
     PaymentStart,
     PaymentState,
+    Refund,
+    RefundRequest,
+    RefundState,
     hookimpl,
 )
 
@@ -82,6 +85,22 @@ class SandboxPayment(PaymentProvider):
     async def check(self, order) -> PaymentCheck:
         """The recorded decision; none by now (the hold expired) means the payment is over."""
         return await self._decision(order, undecided=PaymentState.FAILED)
+
+    async def refund(self, order, request: RefundRequest) -> Refund:
+        """POST the refund to the sandbox gateway: refunded at once, once per attempt id."""
+        gateway, reference = order.payment.get("gateway"), order.payment.get("reference")
+        if not gateway or not reference:
+            return Refund(RefundState.FAILED, request.amount, request.currency, detail="no sandbox payment was started")
+        await self.gateway.open()
+        answer = await self.gateway.request("POST", f"{gateway}/api/payments/{reference}/refunds",
+                                            json={"attempt_id": request.attempt_id, "amount": request.amount})
+        if answer.status == 400:
+            return Refund(RefundState.FAILED, request.amount, request.currency,
+                          detail=str(answer.body.get("error") or "refused by the sandbox"))
+        if answer.status != 200 or not isinstance(answer.body.get("refund_id"), str):
+            raise GatewayError(f"sandbox gateway answered {answer.status} to a refund")
+        return Refund(RefundState.SUCCEEDED, request.amount, request.currency, reference=answer.body["refund_id"],
+                      detail="refunded on the sandbox", attempt_id=request.attempt_id)
 
     async def _decision(self, order, undecided: PaymentState) -> PaymentCheck:
         gateway, reference = order.payment.get("gateway"), order.payment.get("reference")
@@ -182,6 +201,31 @@ class PaymentsAPI(SandboxHandler):
         self.send_json({"reference": created["_id"]})
 
 
+class RefundsAPI(SandboxHandler):
+    """Refunds a paid sandbox payment, once per `attempt_id`, never more than was paid."""
+
+    async def post(self, reference: str):
+        if len(self.request.body or b"") > MAX_CREATE_BODY:
+            raise tornado.web.HTTPError(413, reason=f"request body is larger than {MAX_CREATE_BODY} bytes")
+        try:
+            body = json.loads(self.request.body or b"null")
+        except (ValueError, RecursionError):
+            raise _bad("the request body is not valid JSON") from None
+        if not isinstance(body, dict) or set(body) != {"attempt_id", "amount"}:
+            raise _bad("attempt_id and amount (only) are required")
+        attempt, amount = body["attempt_id"], body["amount"]
+        if not (isinstance(attempt, str) and re.fullmatch(r"[A-Za-z0-9_-]{1,64}", attempt)):
+            raise _bad("attempt_id must be 1 to 64 letters, digits, _ or -")
+        if type(amount) is not int or not 0 < amount < 2**63:
+            raise _bad("amount must be a positive integer in minor units")
+        record = await self.record(reference)
+        outcome, record = await self.payments.refund(record["_id"], attempt, amount)
+        if outcome != "refunded":
+            raise _bad("this payment is not paid, or has less than that left to refund")
+        self.send_json({"refund_id": f"sbr_{attempt}", "amount": record["refunds"][attempt],
+                        "currency": record["currency"], "state": "succeeded"})
+
+
 class PaymentAPI(SandboxHandler):
     async def get(self, reference: str):
         record = await self.record(reference)
@@ -256,5 +300,6 @@ def register_payment_providers(register):
 def register_routes(register):
     register(r"/sandbox/api/payments", PaymentsAPI)
     register(r"/sandbox/api/payments/([^/]+)", PaymentAPI)
+    register(r"/sandbox/api/payments/([^/]+)/refunds", RefundsAPI)
     register(r"/sandbox/pay/([^/]+)", PaymentPage)
     register(r"/sandbox/result/([^/]+)", ResultPage)

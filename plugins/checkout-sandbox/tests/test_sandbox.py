@@ -222,3 +222,27 @@ async def test_a_started_payment_gets_no_second_record():
         r = await _create(s, {k: record[k] for k in ("order_key", "amount", "currency", "return_url")})
         assert r.status == 400
         assert await s.storage.db.sandbox_payments.count_documents({}) == 1
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_the_sandbox_refunds_partly_then_all_once_each_and_a_cancel_gives_the_units_back():
+    async with shop() as s:
+        p, _c, page = await start(s)
+        back = (await decide(s, page, "pay")).headers["Location"]
+        await s.request("GET", back[len(s.base_url):])
+        key = (await s.storage.orders.find({}))[0]["_id"]
+        r = await s.admin("POST", f"/api/admin/orders/{key}/refund", {"amount": 990})
+        assert r.status == 200 and [(e["amount"], e["status"]) for e in r.body["payment"]["refunds"]] == [
+            (990, "succeeded")], r
+        assert r.body["payment"]["refunds"][0]["reference"].startswith("sbr_")
+        r = await s.admin("POST", f"/api/admin/orders/{key}/cancel", {"reason": "changed mind"})
+        assert r.status == 200 and r.body["status"] == "CANCELLED" and r.body["refunds"]["refunded"] == 2990
+        record = await s.storage.sandbox_payments.get(page.rsplit("/", 1)[1])
+        assert record["refunded"] == 2990 and len(record["refunds"]) == 2
+        assert (await s.storage.products.get(p["_id"]))["stock"] == 5
+        # The sandbox's own API refuses more than was paid, and garbage.
+        reference = page.rsplit("/", 1)[1]
+        r = await s.request("POST", f"/sandbox/api/payments/{reference}/refunds", {"attempt_id": "x1", "amount": 1})
+        assert r.status == 400
+        r = await s.request("POST", f"/sandbox/api/payments/{reference}/refunds", {"attempt_id": "a.b", "amount": 1})
+        assert r.status == 400

@@ -5,6 +5,12 @@ and an order total is sent as it is. verify.json is called with the amount store
 order; Zarinpal itself refuses one that differs from what was paid (code -50), and its
 answers carry no amount, so a verified payment is reported in the amount and currency the
 gateway confirmed: the verify amount and the currency of the request.
+
+Refunds are not supported: the payment API used here (request.json, verify.json with a
+merchant_id) has no refund call. Zarinpal documents refunds only in its separate GraphQL
+merchant API, with its own access token, a transaction id this flow never receives, a
+minimum of 20,000 rials and no idempotency key (a repeated request could refund twice). An
+admin refunds from Zarinpal's panel and records a manual refund; the admin API says so.
 """
 
 from __future__ import annotations
