@@ -427,3 +427,25 @@ async def test_a_refund_needed_order_is_resolved_by_refunding_it():
         assert r.status == 200 and statuses(r.body) == [(2600, "succeeded")]
         assert r.body["payment"]["refund_needed"] is False and r.body["status"] == "CANCELLED"
         assert (await s.admin("GET", "/api/admin/orders?refund_needed=true")).body == []
+
+
+@pytest.mark.gen_test
+async def test_a_notification_of_a_refund_whose_answer_was_lost_is_that_refund_not_another():
+    async with shop() as s:
+        _p, _c, key = await paid_order(s)
+        GATEWAY.mode = "lost"
+        assert (await refund(s, key, {"amount": 700})).status == 503
+        body = json.dumps({"order": key, "event": "evt-9", "refunds": [
+            {"state": "succeeded", "amount": 700, "reference": "re_1"}]}).encode()
+        r = await s.request("POST", f"/api/shop/checkout/notify/{GW}", raw_body=body,
+                            headers={"X-Test-Signature": "valid"})
+        assert r.status == 200, r
+        order = await s.storage.orders.get(key)
+        assert statuses(order) == [(700, "succeeded")] and order["payment"]["refunds"][0]["by"] == "admin"
+        GATEWAY.mode = "ok"
+        r = await refund(s, key, {"amount": 700})  # the admin repeats the request: answered, not redone
+        assert r.status == 200 and statuses(r.body) == [(700, "succeeded")]
+        assert GATEWAY.refunded(key) == 700 and len(GATEWAY.refunds) == 1
+        r = await refund(s, key, {"amount": 700})  # asked once more: a new refund
+        assert r.status == 200 and statuses(r.body) == [(700, "succeeded"), (700, "succeeded")]
+        assert GATEWAY.refunded(key) == 1400

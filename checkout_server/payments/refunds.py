@@ -14,8 +14,10 @@ checks that invariant, so two admins refunding at once cannot refund more than w
 
 `id` is the attempt's id, the gateway's idempotency key is built from it: a request that
 timed out stays "requested" and is sent again, with the same id, by the next refund call
-for the order (the gateway refunds it once). While one request sends an attempt it holds
-the attempt's lease (`lease_until`); another answers 409 meanwhile.
+for the order (the gateway refunds it once); one decided meanwhile (a notification, a
+check: `unanswered` marks it) answers the next request of its amount instead of refunding
+again. While one request sends an attempt it holds the attempt's lease (`lease_until`);
+another answers 409 meanwhile.
 """
 
 from __future__ import annotations
@@ -167,6 +169,13 @@ async def refund(storage, table, order_key: str, amount: int | None = None, *, m
         order, entry = await _send(storage, method, order, entry["id"], claim=True)
         if amount is None or amount == entry["amount"]:
             return _answer(order, entry)  # the repeat of that request: refunded once
+    # An attempt the admin was answered 503 for, decided since (a notification, a check):
+    # the repeat of that request answers it, once, rather than refunding again.
+    late = [e for e in refund_entries(order) if e.get("unanswered") and e.get("status") != "requested"
+            and (amount is None or amount == e["amount"])]
+    if late:
+        order = await _record(storage, order, late[0]["id"], unanswered=False)
+        return _answer(order, late[0])
     left = totals(order).left
     if left <= 0:
         raise ActionError(409, f"order {order['_id']}: nothing left to refund")
@@ -259,14 +268,14 @@ async def _send(storage, method, order: dict, attempt_id: str, *, claim: bool = 
         raise _not_supported(method, order, str(exc)) from None
     except GatewayError as exc:
         # Maybe refunded, maybe not: the entry stays "requested" (not refunded), free to be sent again.
-        await _record(storage, order, attempt_id, lease_until=None)
+        await _record(storage, order, attempt_id, lease_until=None, unanswered=True)
         raise ActionError(503, f"the payment service is unavailable: {exc}; nothing is recorded as refunded: "
                                f"repeat the request to try again (the gateway refunds it once)") from None
     except ProviderError as exc:
-        order = await _record(storage, order, attempt_id, status="failed", detail=str(exc))
+        order = await _record(storage, order, attempt_id, status="failed", detail=str(exc), unanswered=False)
         return order, _entry(order, attempt_id)
     order = await _record(storage, order, attempt_id, status=result.state.value, reference=result.reference,
-                          detail=result.detail, amount=result.amount)
+                          detail=result.detail, amount=result.amount, unanswered=False)
     log.info("order %s: refund %s of %s %s: %s (%s)", order["_id"], attempt_id, result.amount, result.currency,
              result.state.value, result.reference)
     return order, _entry(order, attempt_id)
@@ -288,6 +297,12 @@ async def _record(storage, order: dict, attempt_id: str, **fields) -> dict:
         fields["lease_until"] = None
 
     def change(current: dict) -> dict:
+        reference = fields.get("reference")
+        if reference and any(e.get("reference") == reference and e.get("id") != attempt_id
+                             for e in refund_entries(current)):
+            # The gateway's notification recorded this very refund first: one entry, ours.
+            current = {**current, "payment": {**(current.get("payment") or {}), "refunds": [
+                e for e in refund_entries(current) if e.get("reference") != reference or e.get("id") == attempt_id]}}
         changes = _updated(current, attempt_id, **fields)
         if fields.get("status") == "failed" and current.get("status") == "CANCELLED":
             after = {**current, "payment": {**(current.get("payment") or {}), "refunds": changes["payment.refunds"]}}
@@ -328,6 +343,10 @@ async def record_gateway_refunds(storage, order: dict, refunds: tuple[Refund, ..
                              and (_aware(e.get("lease_until")) or now) > now]
                 if in_flight:
                     raise RefundNotYetRecorded(409, "a refund of this order is being recorded; deliver it again later")
+                # An attempt of ours whose answer was lost (a timeout): this is most likely it.
+                index = next((i for i, e in enumerate(entries) if e.get("status") == "requested"
+                              and e.get("amount") == reported.amount), None)
+            if index is None:
                 entries.append({"id": secrets.token_hex(8), "amount": reported.amount,
                                 "currency": reported.currency.upper(), "status": reported.state.value,
                                 "reference": reported.reference, "manual": False, "by": "gateway",
