@@ -10,8 +10,6 @@ import os
 import signal
 import sys
 
-from tornado.httpserver import HTTPServer
-
 from checkout_server.app import Application
 from checkout_server.checkout.lock import LOCK_SECONDS
 from checkout_server.config import ConfigError, config_path, load_config
@@ -21,6 +19,7 @@ from checkout_server.demo import (
     print_demo,
     seed_demo,
 )
+from checkout_server.http_server import ServerSettings, build_http_server
 from checkout_server.methods.table import MethodTable
 from checkout_server.plugin.manager import (
     PLUGINS_ENV,
@@ -145,6 +144,7 @@ async def serve_forever(args) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: _on_sighup(running.get("app"), args))
 
     config = resolve_config(args)
+    server_settings = ServerSettings.from_environ()  # a bad value exits 2 before anything starts
     # Fail on an unknown provider or bad settings before starting anything.
     plugin_manager = get_plugin_manager()
     MethodTable.build(config, *collect_providers(plugin_manager))
@@ -168,8 +168,7 @@ async def serve_forever(args) -> int:
             return 0
         if args.demo:
             seeded = await seed_demo(storage, app.method_registry.table)
-        # Above the handlers' own limit (base.MAX_BODY_BYTES), so they can answer a JSON 413.
-        server = HTTPServer(app, xheaders=True, max_body_size=1024 * 1024)
+        server = build_http_server(app, server_settings)
         server.listen(args.port, args.host)
         log.info("checkout-server listening on http://%s:%s (database: %s)", args.host, args.port,
                  "embedded" if embedded else "MONGODB_URI")

@@ -33,8 +33,8 @@ from checkout_server.storage import UNAVAILABLE_ERRORS
 log = logging.getLogger(__name__)
 
 AUTH_LEVELS = ("customer", "admin", "public")
-# The largest body a handler reads; the HTTP server's own limit (cli.py) is higher, so a
-# body between the two gets a JSON 413 instead of a dropped connection.
+# The largest body a handler reads. The service's HTTP server (http_server.py) answers a
+# larger one with a JSON 413 before reading it; this check covers any other server.
 MAX_BODY_BYTES = 64 * 1024
 MAX_TOKEN_LENGTH = 256
 VERBS = ("get", "post", "put", "patch", "delete", "head", "options")
