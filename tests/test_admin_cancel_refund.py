@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime, timedelta
 
 import checkout_fixtures as kit
 import pytest
@@ -449,3 +450,54 @@ async def test_a_notification_of_a_refund_whose_answer_was_lost_is_that_refund_n
         r = await refund(s, key, {"amount": 700})  # asked once more: a new refund
         assert r.status == 200 and statuses(r.body) == [(700, "succeeded"), (700, "succeeded")]
         assert GATEWAY.refunded(key) == 1400
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_racing_refunds_never_refund_more_than_was_captured():
+    async with shop() as s:
+        _p, _c, key = await paid_order(s)  # 2500 captured
+        answers = await asyncio.gather(*(refund(s, key, {"amount": 1000}) for _ in range(6)))
+        ok = [a for a in answers if a.status == 200]
+        assert 1 <= len(ok) <= 2 and all(a.status in (200, 400, 409) for a in answers), answers
+        order = await s.storage.orders.get(key)
+        assert GATEWAY.refunded(key) == 1000 * len(ok) <= 2500
+        assert sum(e["amount"] for e in order["payment"]["refunds"] if e["status"] != "failed") <= 2500
+
+
+@pytest.mark.gen_test
+async def test_an_attempt_left_by_a_process_that_died_is_sent_again_once_its_lease_is_over():
+    async with shop() as s:
+        _p, _c, key = await paid_order(s)
+        r = await refund(s, key, {"amount": 600})
+        assert r.status == 200
+        # As a process killed while sending a second refund leaves it: requested, leased.
+        order = await s.storage.orders.get(key)
+        lease = datetime.now(UTC) + timedelta(seconds=60)
+        stuck = {**order["payment"]["refunds"][0], "id": "deadbeef", "status": "requested", "reference": None,
+                 "amount": 400, "lease_until": lease}
+        await s.storage.orders.transition(key, {}, {"payment.refunds": [*order["payment"]["refunds"], stuck]})
+        r = await refund(s, key, {"amount": 400})
+        assert r.status == 409 and "being sent" in r.body["error"]  # its lease still runs
+        order = await s.storage.orders.get(key)
+        entries = order["payment"]["refunds"]
+        entries[1]["lease_until"] = datetime.now(UTC) - timedelta(seconds=1)
+        await s.storage.orders.transition(key, {}, {"payment.refunds": entries})
+        r = await refund(s, key, {"amount": 400})
+        assert r.status == 200 and statuses(r.body) == [(600, "succeeded"), (400, "succeeded")]
+        assert any(k.endswith("-deadbeef") for k in GATEWAY.refunds)
+
+
+@pytest.mark.gen_test
+async def test_the_reconciler_finishes_taking_back_the_units_of_a_cancel_cut_short():
+    async with shop() as s:
+        p, _c, key = await paid_order(s)
+        order = await s.storage.orders.get(key)
+        # Cancelled, the process died before the units came back.
+        await s.storage.orders.transition(key, {"status": "PROCESSING"},
+                                          {"status": "CANCELLED", "stock": "returning", "restock": True})
+        assert (await s.storage.products.get(p["_id"]))["stock"] == 3
+        await assert_stock_invariant(s.storage)  # runs the reconciler first
+        assert (await s.storage.products.get(p["_id"]))["stock"] == 5
+        assert (await s.storage.orders.get(key))["stock"] == "returned" and order["stock"] == "committed"
+        await assert_stock_invariant(s.storage)
+        assert (await s.storage.products.get(p["_id"]))["stock"] == 5  # once

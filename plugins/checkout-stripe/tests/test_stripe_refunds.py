@@ -28,6 +28,7 @@ from checkout_server.testing import (
 from checkout_server.testing.refunds import (
     REFUND_SCENARIOS,
     RefundSwitches,
+    admin_cancel,
     admin_refund,
     paid_order,
 )
@@ -126,3 +127,21 @@ async def test_charge_refunded_notifications_record_refunds_once_even_ones_made_
         # A new delivery of the same news records nothing twice.
         r = await gw.notify(*signed_charge_event(gw.fake.app, intent, "charge.refunded", SECRET))
         assert r.status == 200 and len((await gw.shop.storage.orders.get(key))["payment"]["refunds"]) == 2
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_cancel_of_an_unpaid_hold_expires_the_session_and_of_a_paid_one_is_409():
+    async with stripe_shop() as gw:
+        r = await gw.checkout()
+        key = await gw.last_order_key()
+        r = await admin_cancel(gw, key, {"reason": "duplicate order"})
+        assert r.status == 200 and r.body["status"] == "CANCELLED", r
+        (session,) = gw.fake.state.records.values()
+        assert session["status"] == "expired"  # the shopper can no longer pay it
+        await gw.assert_cancelled(key)
+        r = await gw.checkout()  # the cart is intact: the shopper checks out again
+        key = await gw.last_order_key()
+        await shopper_choice(r.body["next_step"], "approve")  # paid, the shopper never came back
+        r = await admin_cancel(gw, key)
+        assert r.status == 409 and "paid now" in r.body["error"]
+        await gw.assert_paid(key)
