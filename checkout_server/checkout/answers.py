@@ -7,6 +7,7 @@ import logging
 
 from checkout_server.checkout.lock import CheckoutLock
 from checkout_server.stock import reservations
+from checkout_server.storage.models import Order, OrderStatus
 
 # The checkout's logger, shared by its modules: one name to follow a checkout by.
 log = logging.getLogger(__name__)
@@ -28,15 +29,14 @@ class CheckoutError(Exception):
         return body
 
 
-def answer_for(order: dict) -> dict:
+def answer_for(order: Order) -> dict:
     """The checkout's answer for an order: where to pay, or its key."""
-    next_step = (order.get("payment") or {}).get("next_step")
-    if order.get("status") == "HOLD" and next_step:
-        return {"next_step": next_step}
-    return {"order_key": order["_id"]}
+    if order.status == OrderStatus.HOLD and order.payment.next_step:
+        return {"next_step": order.payment.next_step}
+    return {"order_key": order.key}
 
 
-async def finish_paid(storage, order: dict, lock: CheckoutLock) -> None:
+async def finish_paid(storage, order: Order, lock: CheckoutLock) -> None:
     """A paid order's side effects (markers, cart, `committed`), run by the checkout.
 
     The order is paid: whatever fails here is logged and left to the reconciler (which
@@ -45,4 +45,4 @@ async def finish_paid(storage, order: dict, lock: CheckoutLock) -> None:
     try:
         await reservations.finish_commit(storage, order, lock)
     except Exception:
-        log.exception("order %s is paid, but finishing it failed; the reconciler will finish it", order["_id"])
+        log.exception("order %s is paid, but finishing it failed; the reconciler will finish it", order.key)

@@ -12,6 +12,7 @@ The parts: `checkout_lock` (the lock, its time limits), `keyed_checkout` (Idempo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from checkout_server import clock
@@ -39,6 +40,7 @@ from checkout_server.plugin.providers import (
     ProviderError,
 )
 from checkout_server.stock import reservations
+from checkout_server.storage.models import LIVE_STATUSES, Order, OrderStatus, StockState
 
 log = logging.getLogger(__name__)
 
@@ -108,18 +110,17 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict,
     customer = lock.customer
     site = table.site
     loaded = await load_cart(storage, customer, site.currency)
-    problems, address_doc, payment, shipping, cost = validate(customer, loaded, request, table)
+    problems, order_request = validate(customer, loaded, request, table)
     if holds is not None:
         problems.update(unpaid_limits(holds, loaded, site))
     if problems:
         raise refusal(problems)
+    payment = order_request.payment
 
     now = clock.utcnow()
     order_key = await storage.orders.next_order_key(now.year)
     return_token, return_token_hash = new_return_token()
-    order = await storage.orders.insert({
-        **build_order(order_key, customer, loaded, request, address_doc, payment, shipping, cost, site, now),
-        "return_token": return_token_hash})
+    order = await storage.orders.insert(build_order(order_key, order_request, site, now, return_token_hash))
     if key_id is not None:
         await storage.idempotency.attach_order(key_id, order_key)
     await reservations.fault_point("order_inserted")
@@ -127,34 +128,34 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict,
     short = await reservations.reserve_lines(storage, order_key, lines)
     if short:
         # No order exists for a cart that failed the stock rule.
-        await storage.orders.delete(order_key, {"stock": "reserving"})
+        await storage.orders.delete(order_key, {"stock": StockState.RESERVING})
         names = {line.product: line.name for line in loaded.cart.lines}
         raise refusal({"cart": [short_message(names[p], p, lines[p], left) for p, left in short.items()]})
     await reservations.fault_point("stock_reserved")
 
     start = await _start_payment(storage, payment, order, payment_urls(site, payment.id, order_key, return_token))
     await reservations.fault_point("payment_started")
-    record = {**order["payment"], "reference": start.reference, "next_step": start.redirect_url,
-              "data": dict(start.data or {})}
-    changes = {"stock": "held", "payment": record}
+    record = dataclasses.replace(order.payment, recorded=True, reference=start.reference,
+                                 next_step=start.redirect_url, data=dict(start.data or {}))
+    changes = {"stock": StockState.HELD, "payment": record.to_document()}
     history = None
     if start.settled:
-        changes["status"] = "PROCESSING"
-        history = {"status": "PROCESSING", "reason": f"settled by {payment.provider.name}"}
+        changes["status"] = OrderStatus.PROCESSING
+        history = {"status": OrderStatus.PROCESSING, "reason": f"settled by {payment.provider.name}"}
     recorded = await _record_payment(storage, order, changes, history)
     if recorded is None:
         # The reconciler gave this checkout up as stalled and cancelled the order.
         await storage.products.release(order_key, lines)
         raise CheckoutError(500, "the checkout took too long and was cancelled; please try again")
     log.info("order %s: %d units, total %d %s, %s (payment method %s)", order_key, sum(lines.values()),
-             order["total"], order["currency"],
+             order.total, order.currency,
              "PROCESSING: settled at once" if start.settled else "HOLD: awaiting payment", payment.id)
     if start.settled:
         await finish_paid(storage, recorded, lock)
     return answer_for(recorded), order_key
 
 
-async def _record_payment(storage, order: dict, changes: dict, history: dict | None) -> dict | None:
+async def _record_payment(storage, order: Order, changes: dict, history: dict | None) -> Order | None:
     """The order leaves `reserving` with its payment recorded: the order as written, or None
     if the reconciler cancelled it first.
 
@@ -162,20 +163,19 @@ async def _record_payment(storage, order: dict, changes: dict, history: dict | N
     told apart by reading the order back: if it is recorded, the checkout answers with it.
     """
     try:
-        return await storage.orders.transition(order["_id"], {"stock": "reserving"}, changes, history,
+        return await storage.orders.transition(order.key, {"stock": StockState.RESERVING}, changes, history,
                                                current=order)
     except Exception:
-        current = await storage.orders.get(order["_id"])  # failing too: the original error stands as cause
-        payment = (current or {}).get("payment") or {}
-        if (current is not None and current.get("status") in ("HOLD", "PROCESSING")
-                and current.get("stock") != "reserving" and "next_step" in payment
-                and payment.get("attempt") == (order.get("payment") or {}).get("attempt")):
-            log.warning("order %s: its payment was recorded, though the write's answer was lost", order["_id"])
+        current = await storage.orders.get(order.key)  # failing too: the original error stands as cause
+        if (current is not None and current.status in LIVE_STATUSES
+                and current.stock != StockState.RESERVING and current.payment.recorded
+                and current.payment.attempt == order.payment.attempt):
+            log.warning("order %s: its payment was recorded, though the write's answer was lost", order.key)
             return current
         raise
 
 
-async def _start_payment(storage, payment, order: dict, urls: PaymentUrls) -> PaymentStart:
+async def _start_payment(storage, payment, order: Order, urls: PaymentUrls) -> PaymentStart:
     """provider.start, or cancel the order (units back, cart untouched) and raise 503/500."""
     provider = payment.provider
     method = f"payment method {payment.id}: {payment.title}"
@@ -190,18 +190,18 @@ async def _start_payment(storage, payment, order: dict, urls: PaymentUrls) -> Pa
             raise TypeError("a redirect payment's start() returned no redirect_url")
         return start
     except GatewayError as exc:
-        log.warning("order %s: payment method %s could not start the payment: %s", order["_id"], payment.id, exc)
+        log.warning("order %s: payment method %s could not start the payment: %s", order.key, payment.id, exc)
         reason = f"payment service unavailable: {exc}"
         error = CheckoutError(503, f"the payment service is unavailable, please try again later ({method})")
     except ProviderError as exc:
         # The provider (or its gateway, with a 4xx) refused this payment; its message is safe to show.
-        log.warning("order %s: payment method %s refused to start the payment: %s", order["_id"], payment.id, exc)
+        log.warning("order %s: payment method %s refused to start the payment: %s", order.key, payment.id, exc)
         reason = f"payment refused: {exc}"
         error = CheckoutError(503, f"the payment service could not start the payment: {exc} ({method})")
     except Exception:
         log.exception("order %s: payment method %s (%s) failed to start the payment",
-                      order["_id"], payment.id, provider.name)
+                      order.key, payment.id, provider.name)
         reason = "payment could not be started: internal error"
         error = CheckoutError(500, "internal server error: the payment could not be started; nothing was charged")
-    await reservations.cancel_order(storage, order, {"stock": "reserving"}, reason)
+    await reservations.cancel_order(storage, order, {"stock": StockState.RESERVING}, reason)
     raise error

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from checkout_server.checkout import lock as checkout_lock
 from checkout_server.checkout.answers import CheckoutError, answer_for
+from checkout_server.storage.models import LIVE_STATUSES, StockState
 
 # The checkout's logger, shared by its modules: one name to follow a checkout by.
 log = logging.getLogger(__name__)
@@ -117,8 +118,8 @@ async def _answer_of_claimed_order(storage, customer: dict, record: dict) -> dic
     if not order_key:
         return None
     order = await storage.orders.get(order_key)
-    if (order is None or order.get("customer") != customer["_id"] or order.get("stock") == "reserving"
-            or order.get("status") not in ("HOLD", "PROCESSING")):
+    if (order is None or order.customer != customer["_id"] or order.stock == StockState.RESERVING
+            or order.status not in LIVE_STATUSES):
         return None
     return answer_for(order)
 

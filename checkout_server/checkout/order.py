@@ -1,40 +1,63 @@
-"""The order document a checkout inserts (HOLD, stock `reserving`): see docs/architecture.md."""
+"""The order a checkout inserts (HOLD, stock `reserving`): see docs/architecture.md."""
 
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from checkout_server.plugin.providers import Cart
 from checkout_server.storage.customers import ADDRESS_FIELDS
+from checkout_server.storage.models import (
+    Order,
+    OrderItem,
+    OrderStatus,
+    PaymentRecord,
+    StockState,
+)
 
 
-def build_order(order_key, customer, loaded, request, address_doc, payment, shipping, cost, site, now) -> dict:
-    """The new order for a validated checkout, its address and billing a snapshot of the customer's."""
-    cart = loaded.cart
+@dataclass(frozen=True)
+class OrderRequest:
+    """What a checkout that passed every rule asks for: the order's inputs, all validated."""
+
+    customer: dict  # the customer document, as read under the checkout lock
+    cart: Cart
+    address: dict  # one of the customer's addresses (a document)
+    payment: object  # the payment method (methods.table.BoundMethod)
+    shipping: object  # the shipping method (methods.table.BoundMethod)
+    shipping_cost: int
+    notes: str = ""
+
+
+def build_order(key: str, request: OrderRequest, site, now: datetime, return_token_hash: str) -> Order:
+    """The new order for `request`, its address and billing a snapshot of the customer's."""
+    customer, cart, payment, shipping = request.customer, request.cart, request.payment, request.shipping
     name = f"{customer.get('first_name') or ''} {customer.get('last_name') or ''}".strip()
-    address = {k: address_doc.get(k, "") for k in ADDRESS_FIELDS}
-    return {
-        "_id": order_key,
-        "customer": customer["_id"],
-        "status": "HOLD",
-        "stock": "reserving",
-        "items": [{"product": line.product, "name": line.name, "quantity": line.quantity,
-                   "unit_price": line.unit_price, "line_total": line.line_total} for line in cart.lines],
-        "subtotal": cart.subtotal,
-        "shipping_cost": cost,
-        "total": cart.subtotal + cost,
-        "currency": site.currency,
-        "payment_method": payment.id,
-        "shipping_method": shipping.id,
-        "address": {"name": name, **address},
-        "billing": {"name": name, "email": customer.get("email"), "phone": customer.get("phone"),
-                    "address": address},
-        "notes": request.get("notes") or "",
-        "created_at": now,
-        "updated_at": now,
-        "hold_until": now + timedelta(minutes=site.hold_minutes),
-        "history": [{"status": "HOLD", "at": now, "reason": "order created"}],
-        "payment": {"provider": payment.provider.name, "flow": payment.provider.flow,
-                    "title": payment.title, "attempt": secrets.token_hex(8)},  # OrderInfo.attempt_id
-        "shipping": {"provider": shipping.provider.name, "title": shipping.title},
-    }
+    address = {k: request.address.get(k, "") for k in ADDRESS_FIELDS}
+    return Order(
+        key=key,
+        customer=customer["_id"],
+        status=OrderStatus.HOLD,
+        stock=StockState.RESERVING,
+        items=tuple(OrderItem(product=line.product, name=line.name, quantity=line.quantity,
+                              unit_price=line.unit_price, line_total=line.line_total) for line in cart.lines),
+        subtotal=cart.subtotal,
+        shipping_cost=request.shipping_cost,
+        total=cart.subtotal + request.shipping_cost,
+        currency=site.currency,
+        payment_method=payment.id,
+        shipping_method=shipping.id,
+        address={"name": name, **address},
+        billing={"name": name, "email": customer.get("email"), "phone": customer.get("phone"),
+                 "address": address},
+        notes=request.notes,
+        created_at=now,
+        updated_at=now,
+        hold_until=now + timedelta(minutes=site.hold_minutes),
+        history=({"status": str(OrderStatus.HOLD), "at": now, "reason": "order created"},),
+        payment=PaymentRecord(provider=payment.provider.name, flow=payment.provider.flow,
+                              title=payment.title, attempt=secrets.token_hex(8)),
+        shipping={"provider": shipping.provider.name, "title": shipping.title},
+        return_token=return_token_hash,
+    )

@@ -15,6 +15,7 @@ import json
 from checkout_server.checkout.answers import answer_for, finish_paid
 from checkout_server.checkout.lock import CheckoutLock
 from checkout_server.checkout.rules import refusal, request_choices
+from checkout_server.storage.models import OrderStatus, StockState
 
 
 def checkout_fingerprint(customer: dict) -> str:
@@ -43,13 +44,13 @@ async def repeat_answer(storage, table, lock: CheckoutLock, fingerprint: str, re
     if previous.get("fingerprint") != fingerprint or not previous.get("order_key"):
         return None
     order = await storage.orders.get(previous["order_key"])
-    if order is None or order.get("customer") != customer["_id"]:
+    if order is None or order.customer != customer["_id"]:
         return None
-    if order.get("status") == "HOLD" and order.get("stock") == "held":
+    if order.status == OrderStatus.HOLD and order.stock == StockState.HELD:
         _refuse_bad_repeat(customer, request, table)
         return answer_for(order)
-    if (order.get("status") == "PROCESSING" and order.get("stock") == "held"
-            and order["_id"] not in (customer.get("cleared") or {})):
+    if (order.status == OrderStatus.PROCESSING and order.stock == StockState.HELD
+            and order.key not in (customer.get("cleared") or {})):
         _refuse_bad_repeat(customer, request, table)
         await finish_paid(storage, order, lock)
         return answer_for(order)

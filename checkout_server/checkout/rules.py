@@ -12,6 +12,7 @@ import dataclasses
 
 from checkout_server.checkout.answers import CheckoutError
 from checkout_server.checkout.cart import LoadedCart, to_address
+from checkout_server.checkout.order import OrderRequest
 from checkout_server.methods.availability import payment_support, shipping_offer
 from checkout_server.plugin.providers import MAX_MONEY
 from checkout_server.storage.customers import PROFILE_FIELDS
@@ -21,8 +22,8 @@ RULE_FIELDS = ("cart", "profile", "address", "payment_method", "shipping_method"
                "unpaid_orders_per_customer", "unpaid_units_per_customer")
 
 
-def validate(customer: dict, loaded: LoadedCart, request: dict, table):
-    """Check every rule; returns (problems {field: [messages]}, address doc, payment, shipping, cost).
+def validate(customer: dict, loaded: LoadedCart, request: dict, table) -> tuple[dict, OrderRequest | None]:
+    """Check every rule: (problems {field: [messages]}, None), or ({}, the order's request).
 
     All failing rules are reported together, an empty cart's too: the profile, the address
     and whether the methods exist and are active need no cart. Whether a method can serve
@@ -49,7 +50,7 @@ def validate(customer: dict, loaded: LoadedCart, request: dict, table):
 
     address_doc, payment, shipping = request_choices(customer, request, table, refuse)
     if not cart.lines:
-        return problems, address_doc, payment, shipping, None
+        return problems, None
 
     # Shipping is quoted first: the payment method is asked about what the shopper pays,
     # goods plus shipping (the methods list asked about the goods only).
@@ -69,7 +70,10 @@ def validate(customer: dict, loaded: LoadedCart, request: dict, table):
         if not support:
             refuse("payment_method", f"payment method {payment.id} ({payment.title}) cannot be used "
                                      f"for this cart: {support.reason}")
-    return problems, address_doc, payment, shipping, cost
+    if problems:
+        return problems, None
+    return problems, OrderRequest(customer=customer, cart=cart, address=address_doc, payment=payment,
+                                  shipping=shipping, shipping_cost=cost, notes=request.get("notes") or "")
 
 
 def cart_units(customer: dict) -> int:

@@ -21,6 +21,7 @@ from checkout_server.payments.settlement import (
 from checkout_server.plugin.providers import GatewayError, NotificationError
 from checkout_server.plugin.web import APIError, BaseHandler
 from checkout_server.schemas import CheckoutSchema
+from checkout_server.storage.models import OrderStatus, StockState
 
 log = logging.getLogger(__name__)
 
@@ -93,10 +94,10 @@ class PaymentReturnHandler(_PaymentMethodHandler):
         # The order's return token (`rt`, only in the URL the gateway was given) before
         # anything else: order keys are sequential, and without it a request is answered as
         # for an unknown order, verifies nothing and settles nothing.
-        if (order is None or order.get("stock") == "reserving"
+        if (order is None or order.stock == StockState.RESERVING
                 or not return_token_matches(order, self.get_query_argument("rt", ""))):
             raise APIError(404, "order not found")
-        if order.get("payment_method") != method_number:
+        if order.payment_method != method_number:
             if method_number not in table.payment:
                 raise APIError(404, "payment method not found")
             raise APIError(400, f"order {order_key} was not paid with payment method {method_number}")
@@ -107,10 +108,10 @@ class PaymentReturnHandler(_PaymentMethodHandler):
             # order waits on HOLD (the sweeper too).
             log.error("order %s: %s; the return cannot be verified, the order stays as it is",
                       order_key, no_method_reason(table, order))
-            self.redirect_to_site(order["_id"], result_of(order))
+            self.redirect_to_site(order.key, result_of(order))
             return
         result = result_of(order)
-        if order["status"] == "HOLD":
+        if order.status == OrderStatus.HOLD:
             params = {name: self.get_query_argument(name) for name in self.request.query_arguments}
             check = None
             try:
@@ -121,7 +122,7 @@ class PaymentReturnHandler(_PaymentMethodHandler):
             except Exception:
                 log.exception("order %s: payment method %s failed to verify the return", order_key, method.id)
             result = (await settle(self.storage, table, order, check, by="shopper's return")).result if check else PENDING
-        self.redirect_to_site(order["_id"], result)
+        self.redirect_to_site(order.key, result)
 
     def redirect_to_site(self, order_key: str, result: str) -> None:
         url = (self.methods.site.return_url
@@ -149,28 +150,28 @@ class PaymentNotifyHandler(_PaymentMethodHandler):
             self.send({"status": "ignored"})
             return
         order = await self.storage.orders.get(notification.order_key)
-        if order is None or order.get("stock") == "reserving":
+        if order is None or order.stock == StockState.RESERVING:
             # Not ours yet (or at all): a gateway retries on an error answer.
             raise APIError(404, "order not found")
-        if order.get("payment_method") != method.id:
-            raise APIError(400, f"order {order['_id']} was not paid with payment method {method.id}")
+        if order.payment_method != method.id:
+            raise APIError(400, f"order {order.key} was not paid with payment method {method.id}")
         if method_for(table, order) is not method:
             # The id now names another provider (a reload): its reading of this notification
             # says nothing about the payment the order's own provider took. Answered as for a
             # removed method, so the gateway retries until the method is configured again.
             log.error("order %s: %s; a notification to method %s cannot settle it",
-                      order["_id"], no_method_reason(table, order), method.id)
+                      order.key, no_method_reason(table, order), method.id)
             raise APIError(404, "payment method not found")
-        if notification.event_id and notification.event_id in (order.get("events") or []):
-            self.send({"status": "duplicate", "order_key": order["_id"], "result": result_of(order)})
+        if notification.event_id and str(notification.event_id) in order.events:
+            self.send({"status": "duplicate", "order_key": order.key, "result": result_of(order)})
             return
-        stored = (order.get("payment") or {}).get("reference")
+        stored = order.payment.reference
         if notification.reference and stored and notification.reference != stored:
             # Another payment naming this order key (one from before a database reset or
             # restore, its deliveries still retried): it says nothing about this order's.
             log.warning("order %s: ignored a notification about payment %s, not the order's %s",
-                        order["_id"], notification.reference, stored)
-            self.send({"status": "ignored", "order_key": order["_id"], "result": result_of(order)})
+                        order.key, notification.reference, stored)
+            self.send({"status": "ignored", "order_key": order.key, "result": result_of(order)})
             return
         if notification.refunds:
             try:
@@ -179,15 +180,15 @@ class PaymentNotifyHandler(_PaymentMethodHandler):
                 raise APIError(409, exc.message) from None  # the gateway delivers it again
         check = notification.check
         # Only an order still on HOLD may have its payment decided (check() may capture it).
-        if check is None and order["status"] == "HOLD":
+        if check is None and order.status == OrderStatus.HOLD:
             try:
                 check = await method.provider.check(order_info(order))
             except GatewayError as exc:
                 raise APIError(503, f"the payment service is unavailable: {exc}") from None
         outcome = await settle(self.storage, table, order, check, by="gateway notification") if check is not None else None
         if notification.event_id:
-            await self.storage.orders.add_event(order["_id"], notification.event_id)
-        self.send({"status": "ok", "order_key": order["_id"],
+            await self.storage.orders.add_event(order.key, notification.event_id)
+        self.send({"status": "ok", "order_key": order.key,
                    "result": outcome.result if outcome else result_of(order)})
 
 

@@ -6,32 +6,33 @@ from checkout_server.payments import cancel, refunds
 from checkout_server.payments.refunds import ActionError
 from checkout_server.plugin.web import APIError, BaseHandler
 from checkout_server.schemas import OrderCancelSchema, OrderRefundSchema
+from checkout_server.storage.models import Order, OrderStatus
 
 PUBLIC_FIELDS = ("status", "items", "subtotal", "shipping_cost", "total", "currency", "payment_method",
                  "shipping_method", "address", "billing", "notes", "created_at", "updated_at")
 
 
-def order_json(order: dict) -> dict:
+def order_json(order: Order) -> dict:
     """An order as its customer sees it."""
-    out = {"order_key": order["_id"], **{name: order.get(name) for name in PUBLIC_FIELDS}}
-    payment = order.get("payment") or {}
-    if order.get("status") == "HOLD":
-        out["hold_until"] = order.get("hold_until")
-        if payment.get("next_step"):
-            out["next_step"] = payment["next_step"]
+    doc = order.to_document()
+    out = {"order_key": order.key, **{name: doc.get(name) for name in PUBLIC_FIELDS}}
+    if order.status == OrderStatus.HOLD:
+        out["hold_until"] = order.hold_until
+        if order.payment.next_step:
+            out["next_step"] = order.payment.next_step
     out["history"] = [{"status": h.get("status"), "at": h.get("at"), "reason": h.get("reason")}
-                      for h in order.get("history") or []]
+                      for h in order.history]
     return out
 
 
-def admin_order_json(order: dict) -> dict:
+def admin_order_json(order: Order) -> dict:
     """Everything an admin may need: the customer, the stock state and the payment record."""
     out = order_json(order)
-    out.update(customer=order.get("customer"), stock=order.get("stock"), payment=order.get("payment"),
-               shipping=order.get("shipping"), hold_until=order.get("hold_until"),
-               events=order.get("events") or [], refunds=refunds.totals(order).as_json())
+    out.update(customer=order.customer, stock=str(order.stock), payment=order.payment.to_document(),
+               shipping=dict(order.shipping), hold_until=order.hold_until, events=list(order.events),
+               refunds=refunds.totals(order).as_json())
     # Who moved the order (a shopper's return, a notification, hold expiry, an admin).
-    out["history"] = [{**entry, "by": h.get("by")} for entry, h in zip(out["history"], order.get("history") or [])]
+    out["history"] = [{**entry, "by": h.get("by")} for entry, h in zip(out["history"], order.history)]
     return out
 
 

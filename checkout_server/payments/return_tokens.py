@@ -12,6 +12,7 @@ import hmac
 import secrets
 
 from checkout_server.plugin.providers import PaymentUrls
+from checkout_server.storage.models import Order
 
 
 def payment_urls(site, method_id: int, order_key: str, return_token: str) -> PaymentUrls:
@@ -32,9 +33,9 @@ def _return_token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def return_token_matches(order: dict, token: str) -> bool:
+def return_token_matches(order: Order, token: str) -> bool:
     """Whether `token` is this order's return token (constant time; an order without one never matches)."""
-    stored = order.get("return_token")
+    stored = order.return_token
     if not isinstance(stored, str) or not token:
         return False
     return hmac.compare_digest(_return_token_hash(token).encode(), stored.encode())

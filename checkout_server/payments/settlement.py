@@ -17,6 +17,7 @@ from checkout_server.plugin.providers import (
     PaymentState,
 )
 from checkout_server.stock import reservations
+from checkout_server.storage.models import Order, OrderStatus, StockState
 
 log = logging.getLogger(__name__)
 
@@ -26,34 +27,34 @@ PAID, FAILED, PENDING = "paid", "failed", "pending"
 @dataclass(frozen=True)
 class Settlement:
     result: str  # "paid", "failed" or "pending": what the order's payment came to
-    order: dict  # the order as it is now
+    order: Order  # the order as it is now
     changed: bool  # whether this call moved it
 
 
-def result_of(order: dict) -> str:
+def result_of(order: Order) -> str:
     """An order's payment outcome as the shopper's return URL shows it."""
-    return {"PROCESSING": PAID, "CANCELLED": FAILED}.get(order.get("status"), PENDING)
+    return {OrderStatus.PROCESSING: PAID, OrderStatus.CANCELLED: FAILED}.get(order.status, PENDING)
 
 
-def order_info(order: dict) -> OrderInfo:
+def order_info(order: Order) -> OrderInfo:
     """An order as its payment provider sees it."""
-    billing = order.get("billing") or {}
-    count = sum(int(item["quantity"]) for item in order.get("items", []))
+    billing = order.billing
+    count = order.unit_count
     return OrderInfo(
-        order_key=order["_id"],
-        total=int(order["total"]),
-        currency=order["currency"],
-        customer_id=int(order["customer"]),
+        order_key=order.key,
+        total=order.total,
+        currency=order.currency,
+        customer_id=int(order.customer),
         email=billing.get("email"),
         phone=billing.get("phone"),
         name=billing.get("name") or "",
-        description=f"Order {order['_id']}: {count} item{'s' if count != 1 else ''}",
-        payment=dict((order.get("payment") or {}).get("data") or {}),
-        attempt_id=str((order.get("payment") or {}).get("attempt") or ""),
+        description=f"Order {order.key}: {count} item{'s' if count != 1 else ''}",
+        payment=dict(order.payment.data),
+        attempt_id=order.payment.attempt,
     )
 
 
-def method_for(table, order: dict):
+def method_for(table, order: Order):
     """The payment method that can speak for `order`'s payment, or None.
 
     That is the method configured under the order's `payment_method` id AND bound to the
@@ -63,20 +64,20 @@ def method_for(table, order: dict):
     FAILED from it would cancel an order paid elsewhere). Callers treat None alike: the
     order stays as it is, logged with `no_method_reason`.
     """
-    method = table.payment.get(order.get("payment_method")) if table is not None else None
+    method = table.payment.get(order.payment_method) if table is not None else None
     if method is None:
         return None
-    took = (order.get("payment") or {}).get("provider")
+    took = order.payment.provider
     # An order without the record (none was ever written without it) is trusted by its id.
     if took and method.provider.name != took:
         return None
     return method
 
 
-def no_method_reason(table, order: dict) -> str:
+def no_method_reason(table, order: Order) -> str:
     """Why `method_for` found no method, for the ERROR its caller logs (ids and providers)."""
-    method_id = order.get("payment_method")
-    took = (order.get("payment") or {}).get("provider") or "unknown"
+    method_id = order.payment_method
+    took = order.payment.provider or "unknown"
     method = table.payment.get(method_id) if table is not None else None
     if method is None:
         return f"its payment method {method_id} (provider {took}) is not configured any more"
@@ -84,13 +85,13 @@ def no_method_reason(table, order: dict) -> str:
             f"which took its payment")
 
 
-async def ask_gateway(method, order: dict) -> PaymentCheck | None:
+async def ask_gateway(method, order: Order) -> PaymentCheck | None:
     """`method.provider.check(order)`, or None when it gave no usable answer; never raises.
 
     None: the gateway could not be reached (`GatewayError`), the provider failed, or it
     answered something other than a PaymentCheck. Each is logged; nothing may be decided on it.
     """
-    key = order["_id"]
+    key = order.key
     try:
         check = await method.provider.check(order_info(order))
     except (GatewayError, TimeoutError) as exc:
@@ -108,23 +109,23 @@ async def ask_gateway(method, order: dict) -> PaymentCheck | None:
     return check
 
 
-def _verdict(order: dict, check: PaymentCheck) -> tuple[str, str]:
-    """(target status or "", reason) for what the gateway said."""
+def _verdict(order: Order, check: PaymentCheck) -> tuple[OrderStatus | None, str]:
+    """(target status or None, reason) for what the gateway said."""
     if check.state is PaymentState.PAID:
-        if check.amount == order["total"] and (check.currency or "").upper() == order["currency"]:
-            return "PROCESSING", check.detail or "payment verified"
-        return "CANCELLED", (f"amount mismatch: gateway reported {check.amount} {check.currency}, "
-                             f"order total is {order['total']} {order['currency']}")
+        if check.amount == order.total and (check.currency or "").upper() == order.currency:
+            return OrderStatus.PROCESSING, check.detail or "payment verified"
+        return OrderStatus.CANCELLED, (f"amount mismatch: gateway reported {check.amount} {check.currency}, "
+                                       f"order total is {order.total} {order.currency}")
     if check.state is PaymentState.FAILED:
-        return "CANCELLED", check.detail or "payment failed"
-    return "", check.detail or "payment pending"
+        return OrderStatus.CANCELLED, check.detail or "payment failed"
+    return None, check.detail or "payment pending"
 
 
-async def settle(storage, table, order: dict, check: PaymentCheck, by: str | None = None) -> Settlement:
+async def settle(storage, table, order: Order, check: PaymentCheck, by: str | None = None) -> Settlement:
     """Settle `order` on what its gateway said (`check`); safe to repeat and to race.
 
-    - HOLD + PAID with `check.amount == order["total"]` and `check.currency ==
-      order["currency"]` -> PROCESSING: the stock markers are committed and the ordered
+    - HOLD + PAID with `check.amount == order.total` and `check.currency ==
+      order.currency` -> PROCESSING: the stock markers are committed and the ordered
       quantities leave the customer's cart (lines added since stay);
     - HOLD + FAILED, or PAID with another amount or currency -> CANCELLED: every unit goes
       back, exactly once (a payment taken in another amount is flagged `payment.refund_needed`);
@@ -141,64 +142,65 @@ async def settle(storage, table, order: dict, check: PaymentCheck, by: str | Non
     A PAID check records what was captured (`payment.captured`: amount and currency), the
     ceiling of any refund.
     """
-    if order.get("status") != "HOLD":
+    if order.status != OrderStatus.HOLD:
         await _flag_paid_after_cancel(storage, order, check)
         return Settlement(result_of(order), order, False)
     target, reason = _verdict(order, check)
-    if not target:
+    if target is None:
         return Settlement(PENDING, order, False)
     changes = {"status": target}
     if check.reference:
         changes["payment.reference"] = check.reference
     if check.state is PaymentState.PAID:
         changes["payment.captured"] = {"amount": check.amount, "currency": (check.currency or "").upper()}
-    if target == "CANCELLED" and check.state is PaymentState.PAID:
+    if target == OrderStatus.CANCELLED and check.state is PaymentState.PAID:
         changes["payment.refund_needed"] = True  # paid, in another amount or currency
     history = {"status": target, "reason": reason}
     if by:
         history["by"] = by
     # `order` is the caller's copy: written from without a read unless it changed since.
     moved = await storage.orders.transition(
-        order["_id"], {"status": "HOLD", "stock": "held"}, changes, history=history, current=order)
+        order.key, {"status": OrderStatus.HOLD, "stock": StockState.HELD}, changes, history=history, current=order)
     if moved is None:
-        current = await storage.orders.get(order["_id"]) or order
+        current = await storage.orders.get(order.key) or order
         await _flag_paid_after_cancel(storage, current, check)
         return Settlement(result_of(current), current, False)
-    log.info("order %s: HOLD -> %s (%s)", moved["_id"], target, reason)
+    log.info("order %s: HOLD -> %s (%s)", moved.key, target, reason)
     if changes.get("payment.refund_needed"):
         log.error("order %s is CANCELLED but the gateway took a payment for it (%s): it needs a refund",
-                  moved["_id"], reason)
+                  moved.key, reason)
     try:
         await reservations.fault_point("settled")
-        if target == "PROCESSING":
+        if target == OrderStatus.PROCESSING:
             await reservations.finish_commit(storage, moved)
         else:
             await reservations.finish_release(storage, moved)
     except Exception:
         # The status has moved and is the answer; the reconciler finishes the stock and cart.
         log.exception("order %s: %s, but finishing its stock and cart failed; the reconciler "
-                      "will finish it", moved["_id"], target)
+                      "will finish it", moved.key, target)
     return Settlement(result_of(moved), moved, True)
 
 
 REFUND_NEEDED = "payment received after the order was cancelled: refund needed"
 
 
-async def _flag_paid_after_cancel(storage, order: dict, check: PaymentCheck) -> None:
+async def _flag_paid_after_cancel(storage, order: Order, check: PaymentCheck) -> None:
     """The gateway took money for an order we cancelled: say so loudly, and mark the order once."""
-    if check.state is not PaymentState.PAID or order.get("status") != "CANCELLED":
+    if check.state is not PaymentState.PAID or order.status != OrderStatus.CANCELLED:
         return
-    if (order.get("payment") or {}).get("captured"):
+    if order.payment.captured:
         # A payment we knew of (the order was paid, then cancelled and refunded by an admin):
         # a late report of it is no news.
         return
-    reference = check.reference or (order.get("payment") or {}).get("reference")
+    reference = check.reference or order.payment.reference
     log.error("order %s is CANCELLED but its payment %s went through at the gateway (%s %s): "
-              "it needs a refund", order["_id"], reference, check.amount, check.currency)
-    if (order.get("payment") or {}).get("refund_needed"):
+              "it needs a refund", order.key, reference, check.amount, check.currency)
+    if order.payment.refund_needed:
         return
     captured = {"amount": check.amount, "currency": (check.currency or "").upper()}
-    await storage.orders.transition(order["_id"], {"status": "CANCELLED"},
+    await storage.orders.transition(order.key, {"status": OrderStatus.CANCELLED},
                                     {"payment.refund_needed": True, "payment.captured": captured},
-                                    history={"status": "CANCELLED", "reason": REFUND_NEEDED}, current=order)
+                                    history={"status": OrderStatus.CANCELLED, "reason": REFUND_NEEDED},
+                                    current=order)
 

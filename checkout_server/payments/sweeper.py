@@ -26,12 +26,14 @@ from datetime import datetime, timedelta
 from checkout_server import clock
 from checkout_server.payments import refunds
 from checkout_server.payments.settlement import (
+    PAID,
     ask_gateway,
     method_for,
     no_method_reason,
     settle,
 )
 from checkout_server.plugin.providers import PaymentCheck, PaymentProvider, PaymentState
+from checkout_server.storage.models import Order
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +54,7 @@ async def sweep(storage, table, now: datetime | None = None) -> SweepReport:
     """One pass: expire overdue holds, purge idempotency keys older than 24 hours."""
     now = now or clock.utcnow()
     report = SweepReport()
-    overdue = await storage.orders.find({"status": "HOLD", "stock": "held", "hold_until": {"$lt": now}})
+    overdue = await storage.orders.overdue_holds(now)
     for order in overdue:
         await _expire(storage, table, order, report)
     report.purged_keys = await storage.idempotency.purge_older_than(IDEMPOTENCY_TTL)
@@ -67,18 +69,18 @@ def can_check(provider) -> bool:
     return type(provider).check is not PaymentProvider.check
 
 
-async def _expire(storage, table, order: dict, report: SweepReport) -> None:
+async def _expire(storage, table, order: Order, report: SweepReport) -> None:
     method = method_for(table, order)
     if method is None:
         # Removed from the config, or its id given to another provider (a reload): the
         # payment may well be complete at its gateway, and nobody can ask. Never cancel blind.
         log.error("order %s: %s; its expired hold is kept until the method is configured again",
-                  order["_id"], no_method_reason(table, order))
-        report.deferred.append(order["_id"])
+                  order.key, no_method_reason(table, order))
+        report.deferred.append(order.key)
         return
     check = await ask_gateway(method, order)
     if check is None:  # an outage or a provider failure (logged): try again next sweep
-        report.deferred.append(order["_id"])
+        report.deferred.append(order.key)
         return
     expired = f"payment not completed within {table.site.hold_minutes} minutes"
     if check.state is PaymentState.FAILED and not check.detail:
@@ -88,13 +90,13 @@ async def _expire(storage, table, order: dict, report: SweepReport) -> None:
             # The gateway says the payment is still in flight: cancelling now would let money
             # arrive for a cancelled order. Keep the hold and ask again next sweep.
             log.warning("order %s: hold expired but payment method %s reports the payment still "
-                        "pending (%s); keeping it on hold", order["_id"], method.id, check.detail or "no detail")
-            report.deferred.append(order["_id"])
+                        "pending (%s); keeping it on hold", order.key, method.id, check.detail or "no detail")
+            report.deferred.append(order.key)
             return
         check = PaymentCheck(PaymentState.FAILED, detail=expired)
     outcome = await settle(storage, table, order, check, by="hold expiry")
     if outcome.changed:
-        (report.paid if outcome.result == "paid" else report.cancelled).append(order["_id"])
+        (report.paid if outcome.result == PAID else report.cancelled).append(order.key)
 
 
 class Sweeper:

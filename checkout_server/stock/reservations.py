@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from checkout_server import clock
+from checkout_server.storage.models import Order, OrderStatus, StockState
 
 log = logging.getLogger(__name__)
 
@@ -58,14 +59,6 @@ async def fault_point(name: str) -> None:
             await result
 
 
-def order_lines(order: dict) -> dict[int, int]:
-    """{product: quantity} of an order's items."""
-    lines: dict[int, int] = {}
-    for item in order.get("items", []):
-        lines[int(item["product"])] = lines.get(int(item["product"]), 0) + int(item["quantity"])
-    return lines
-
-
 async def reserve_lines(storage, order_key: str, lines: dict[int, int]) -> dict[int, int]:
     """Take every line for the order in one bulk; on a shortfall give back what was taken.
 
@@ -81,18 +74,18 @@ async def reserve_lines(storage, order_key: str, lines: dict[int, int]) -> dict[
     return {p: state.get(p, (0, None))[0] for p in lines if p not in taken}
 
 
-async def cancel_order(storage, order: dict, expect: dict, reason: str, *, discard: bool = False) -> dict | None:
+async def cancel_order(storage, order: Order, expect: dict, reason: str, *, discard: bool = False) -> Order | None:
     """Move the order to CANCELLED (if it still matches `expect`) and give its units back.
 
     `order` is the order as the caller has it (its write needs no read when it is current).
     `discard` deletes the order afterwards: a checkout that never answered with it.
     Returns the cancelled order, or None if another writer got there first.
     """
-    changes = {"status": "CANCELLED", "stock": "held"}
+    changes = {"status": OrderStatus.CANCELLED, "stock": StockState.HELD}
     if discard:
         changes["discard"] = True
     cancelled = await storage.orders.transition(
-        order["_id"], expect, changes, history={"status": "CANCELLED", "reason": reason}, current=order)
+        order.key, expect, changes, history={"status": OrderStatus.CANCELLED, "reason": reason}, current=order)
     if cancelled is None:
         return None
     await fault_point("settled")
@@ -100,17 +93,17 @@ async def cancel_order(storage, order: dict, expect: dict, reason: str, *, disca
     return cancelled
 
 
-async def finish_release(storage, order: dict) -> None:
+async def finish_release(storage, order: Order) -> None:
     """Give back every unit a CANCELLED order still holds, then record that (idempotent)."""
-    await storage.products.release(order["_id"], order_lines(order))
-    if order.get("discard"):
-        await storage.orders.delete(order["_id"], {"status": "CANCELLED"})
+    await storage.products.release(order.key, order.lines)
+    if order.discard:
+        await storage.orders.delete(order.key, {"status": OrderStatus.CANCELLED})
     else:
-        await storage.orders.transition(order["_id"], {"status": "CANCELLED", "stock": "held"},
-                                        {"stock": "released"}, current=order)
+        await storage.orders.transition(order.key, {"status": OrderStatus.CANCELLED, "stock": StockState.HELD},
+                                        {"stock": StockState.RELEASED}, current=order)
 
 
-async def finish_commit(storage, order: dict, lock=None) -> dict | None:
+async def finish_commit(storage, order: Order, lock=None) -> Order | None:
     """A PROCESSING order's side effects, each exactly once: markers dropped, items out of the cart.
 
     Then the order is `committed`. `lock` (a checkout_lock.CheckoutLock still held) is released
@@ -118,32 +111,32 @@ async def finish_commit(storage, order: dict, lock=None) -> dict | None:
     finishes what a crash interrupted). Returns the committed order, or None if another
     writer committed it first.
     """
-    lines = order_lines(order)
-    await storage.products.commit(order["_id"], lines)
+    lines = order.lines
+    await storage.products.commit(order.key, lines)
     await fault_point("markers_committed")
     release = lock is not None and lock.held
-    await storage.customers.remove_ordered_items(order["customer"], lines, order["_id"], release_lock=release,
+    await storage.customers.remove_ordered_items(order.customer, lines, order.key, release_lock=release,
                                                  as_read=lock.customer if release else None,
                                                  held=lock.customer.get("checkout_lock") if release else None)
     if release:
         lock.held = False
     await fault_point("cart_cleared")
-    return await storage.orders.transition(order["_id"], {"status": "PROCESSING", "stock": "held"},
-                                           {"stock": "committed"}, current=order)
+    return await storage.orders.transition(order.key, {"status": OrderStatus.PROCESSING, "stock": StockState.HELD},
+                                           {"stock": StockState.COMMITTED}, current=order)
 
 
-async def finish_take_back(storage, order: dict) -> dict | None:
+async def finish_take_back(storage, order: Order) -> Order | None:
     """A paid order cancelled by an admin (`stock: "returning"`): its units back, exactly once.
 
     Restocked, or written off when the order says `restock: false` (the units are gone);
     then the order is `returned` and the products' markers dropped. Safe to repeat and to
     race; the reconciler finishes what a crash interrupted.
     """
-    lines = order_lines(order)
-    await storage.products.take_back(order["_id"], lines, restock=order.get("restock", True) is not False)
-    done = await storage.orders.transition(order["_id"], {"status": "CANCELLED", "stock": "returning"},
-                                           {"stock": "returned"}, current=order)
-    await storage.products.drop_return_markers(order["_id"], lines)
+    lines = order.lines
+    await storage.products.take_back(order.key, lines, restock=order.extra.get("restock", True) is not False)
+    done = await storage.orders.transition(order.key, {"status": OrderStatus.CANCELLED, "stock": StockState.RETURNING},
+                                           {"stock": StockState.RETURNED}, current=order)
+    await storage.products.drop_return_markers(order.key, lines)
     return done
 
 
@@ -168,23 +161,23 @@ async def reconcile(storage, stale_after: timedelta | None = None, *, orphan_sca
     report = ReconcileReport()
     cutoff = clock.utcnow() - (STALE_AFTER if stale_after is None else stale_after)
     # 1. Checkouts that died between inserting the order and recording its payment.
-    for order in await storage.orders.find({"stock": "reserving", "created_at": {"$lte": cutoff}}):
-        if await cancel_order(storage, order, {"stock": "reserving"}, "checkout interrupted", discard=True):
-            report.interrupted.append(order["_id"])
+    for order in await storage.orders.interrupted_checkouts(cutoff):
+        if await cancel_order(storage, order, {"stock": StockState.RESERVING}, "checkout interrupted", discard=True):
+            report.interrupted.append(order.key)
     # 2. Final orders whose units were not given back or committed yet (or, if paid, whose
     # items are not out of the cart yet). Every step is idempotent, so racing a settlement
     # that is finishing the same order is harmless.
-    for order in await storage.orders.find({"stock": "held", "status": {"$in": ["PROCESSING", "CANCELLED"]}}):
-        if order["status"] == "PROCESSING":
+    for order in await storage.orders.unfinished_settlements():
+        if order.status == OrderStatus.PROCESSING:
             await finish_commit(storage, order)
-            report.committed.append(order["_id"])
+            report.committed.append(order.key)
         else:
             await finish_release(storage, order)
-            report.released.append(order["_id"])
+            report.released.append(order.key)
     # 2b. Paid orders an admin cancelled whose units were not all taken back yet.
-    for order in await storage.orders.find({"stock": "returning", "status": "CANCELLED"}):
+    for order in await storage.orders.unfinished_take_backs():
         await finish_take_back(storage, order)
-        report.taken_back.append(order["_id"])
+        report.taken_back.append(order.key)
     # 3. Markers whose order is gone or already finished (a reserve that landed after its
     # checkout was given up on, by a process that then died).
     if orphan_scan:
@@ -201,13 +194,13 @@ async def _release_orphan_markers(storage) -> int:
             holds.setdefault(order_key, {})[product_id] = quantity
     if not holds:
         return 0
-    live = {o["_id"]: o for o in await storage.orders.find({"_id": {"$in": list(holds)}}, limit=len(holds))}
+    live = {order.key: order for order in await storage.orders.by_keys(holds)}
     fixed = 0
     for order_key, lines in holds.items():
         order = live.get(order_key)
-        if order is not None and order.get("stock") in ("reserving", "held"):
+        if order is not None and order.stock in (StockState.RESERVING, StockState.HELD):
             continue
-        if order is not None and order.get("stock") == "committed":
+        if order is not None and order.stock == StockState.COMMITTED:
             fixed += await storage.products.commit(order_key, lines)
         else:
             fixed += await storage.products.release(order_key, lines)

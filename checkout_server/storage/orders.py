@@ -1,13 +1,18 @@
-"""Orders: one document per order, keyed by its order key.
+"""Orders: one document per order, keyed by its order key, handed out as `models.Order`.
 
-`status` is the public lifecycle (HOLD, PROCESSING, CANCELLED). `stock` is the saga's own
-state of the order's units: reserving -> held -> committed | released. Every change of
-either is a single guarded update, so only one of several racing writers wins.
+`status` is the public lifecycle (`OrderStatus`: HOLD, PROCESSING, CANCELLED). `stock` is
+the saga's own state of the order's units (`StockState`: reserving -> held -> committed |
+released). Every change of either is a single guarded update, so only one of several racing
+writers wins. The queries the sweeper and the reconciler need are named methods here: no
+code outside storage builds a filter.
 """
 
+import enum
+from collections.abc import Iterable
 from datetime import datetime
 
 from checkout_server import clock
+from checkout_server.storage.models import LIVE_STATUSES, Order, OrderStatus, StockState
 
 
 class Orders:
@@ -24,48 +29,49 @@ class Orders:
         seq = await self.counters.next_value(f"orders-{year}")
         return f"ORD-{year}-{seq:06d}"
 
-    async def insert(self, doc: dict) -> dict:
+    async def insert(self, order: Order | dict) -> Order:
         """Insert a new order and return it as stored (pass it to `transition(current=...)`).
 
         `rev` (the revision `transition` guards on) starts at 0. `events` starts as an
         empty list: nx-27017 ignores `$addToSet` on a missing field.
         """
+        doc = order.to_document() if isinstance(order, Order) else order
         stored = _as_stored({"rev": 0, "events": [], **doc})
         # The driver gets its own copy (_as_stored rebuilds every dict and list).
         await self.collection.insert_one(_as_stored(stored))
-        return stored
+        return Order.from_document(stored)
 
-    async def get(self, order_key: str) -> dict | None:
-        return await self.collection.find_one({"_id": order_key})
+    async def get(self, order_key: str) -> Order | None:
+        return _order(await self.collection.find_one({"_id": order_key}))
 
-    async def get_for_customer(self, order_key: str, customer_id: int) -> dict | None:
-        return await self.collection.find_one(
-            {"_id": order_key, "customer": customer_id, "stock": {"$ne": "reserving"}}
-        )
+    async def get_for_customer(self, order_key: str, customer_id: int) -> Order | None:
+        return _order(await self.collection.find_one(
+            {"_id": order_key, "customer": customer_id, "stock": {"$ne": str(StockState.RESERVING)}}
+        ))
 
-    async def list_for_customer(self, customer_id: int, limit: int = 100, skip: int = 0) -> list[dict]:
+    async def list_for_customer(self, customer_id: int, limit: int = 100, skip: int = 0) -> list[Order]:
         """A page of the customer's orders, newest first (`skip` orders on, at most `limit`).
 
         Orders created in the same millisecond are ordered by key, so pages never overlap.
         """
         cursor = (
-            self.collection.find({"customer": customer_id, "stock": {"$ne": "reserving"}})
+            self.collection.find({"customer": customer_id, "stock": {"$ne": str(StockState.RESERVING)}})
             .sort([("created_at", -1), ("_id", -1)])
             .skip(skip)
             .limit(limit)
         )
-        return await cursor.to_list(None)
+        return [Order.from_document(doc) for doc in await cursor.to_list(None)]
 
     async def list_for_admin(self, *, status: str | None = None, customer: int | None = None,
-                             refund_needed: bool | None = None, limit: int = 50, skip: int = 0) -> list[dict]:
+                             refund_needed: bool | None = None, limit: int = 50, skip: int = 0) -> list[Order]:
         """A page of all orders, newest first (ties by key), optionally filtered.
 
         `refund_needed`: True for orders flagged `payment.refund_needed`, False for the others
         (the flag absent or false). Orders still being checked out ("reserving") are left out.
         """
-        clauses: list[dict] = [{"stock": {"$ne": "reserving"}}]
+        clauses: list[dict] = [{"stock": {"$ne": str(StockState.RESERVING)}}]
         if status is not None:
-            clauses.append({"status": status})
+            clauses.append({"status": str(status)})
         if customer is not None:
             clauses.append({"customer": customer})
         if refund_needed is True:
@@ -78,20 +84,20 @@ class Orders:
             .skip(skip)
             .limit(limit)
         )
-        return await cursor.to_list(None)
+        return [Order.from_document(doc) for doc in await cursor.to_list(None)]
 
-    async def with_pending_refunds(self, limit: int = 500) -> list[dict]:
+    async def with_pending_refunds(self, limit: int = 500) -> list[Order]:
         """Orders with a refund the gateway has not finished (`payment.refund_pending`), oldest first."""
         return await self.find({"payment.refund_pending": True}, limit=limit)
 
     async def awaiting_payment(self, customer_id: int, limit: int) -> list[dict]:
         """Up to `limit` of the customer's orders on HOLD, each only its `_id` and `items`
         (what it holds): for the checkout's limits per customer."""
-        cursor = self.collection.find({"customer": customer_id, "status": "HOLD"}, {"items": 1}).limit(limit)
+        cursor = self.collection.find({"customer": customer_id, "status": str(OrderStatus.HOLD)}, {"items": 1}).limit(limit)
         return await cursor.to_list(None)
 
     async def transition(self, order_key: str, expect: dict, changes,
-                         history: dict | None = None, *, current: dict | None = None) -> dict | None:
+                         history: dict | None = None, *, current: Order | dict | None = None) -> Order | None:
         """Apply `changes` only if the order still matches `expect`; the new order or None.
 
         `changes` may use dotted paths ("payment.reference"); it may also be a function of the
@@ -106,7 +112,11 @@ class Orders:
         `current`: the order as the caller last had it (as `insert`, `get` or `transition`
         returned it). The first attempt writes from it without reading: one round trip
         when nobody changed the order since; its `rev` guard catches anybody who did.
+        `expect` names top-level fields and the values they must have (enums welcome).
         """
+        expect = _as_stored(expect)
+        if isinstance(current, Order):
+            current = current.to_document()
         for _attempt in range(50):
             if current is None or not _matches(current, expect):
                 current = await self.collection.find_one({"_id": order_key, **expect})
@@ -126,7 +136,7 @@ class Orders:
             result = await self.collection.replace_one(
                 {"_id": order_key, **expect, "rev": current.get("rev", 0)}, updated)
             if result.matched_count == 1:
-                return updated
+                return Order.from_document(updated)
             current = None  # changed since: read it again
         raise RuntimeError(f"order {order_key}: too many concurrent changes")
 
@@ -146,19 +156,61 @@ class Orders:
                                              {"$set": {"events": [event]}, "$inc": {"rev": 1}})
 
     async def delete(self, order_key: str, expect: dict) -> bool:
-        result = await self.collection.delete_one({"_id": order_key, **expect})
+        result = await self.collection.delete_one({"_id": order_key, **_as_stored(expect)})
         return result.deleted_count == 1
 
-    async def find(self, query: dict, limit: int = 500) -> list[dict]:
-        """Orders matching a server-built query (never client input), oldest first."""
-        return await self.collection.find(query).sort("created_at", 1).limit(limit).to_list(None)
+    # -- the queries of the sweeper, the reconciler and the stock check (oldest first)
+
+    async def overdue_holds(self, now: datetime, limit: int = 500) -> list[Order]:
+        """HOLD orders, their payment recorded, whose hold ended before `now` (the sweeper's)."""
+        return await self.find({"status": str(OrderStatus.HOLD), "stock": str(StockState.HELD),
+                                "hold_until": {"$lt": now}}, limit)
+
+    async def interrupted_checkouts(self, created_before: datetime, limit: int = 500) -> list[Order]:
+        """Orders still `reserving` that were created at or before `created_before`."""
+        return await self.find({"stock": str(StockState.RESERVING), "created_at": {"$lte": created_before}}, limit)
+
+    async def unfinished_settlements(self, limit: int = 500) -> list[Order]:
+        """PROCESSING or CANCELLED orders whose units are neither committed nor released yet."""
+        return await self.find({"stock": str(StockState.HELD),
+                                "status": {"$in": [str(OrderStatus.PROCESSING), str(OrderStatus.CANCELLED)]}},
+                               limit)
+
+    async def unfinished_take_backs(self, limit: int = 500) -> list[Order]:
+        """Paid orders an admin cancelled whose units are not all taken back yet (`returning`)."""
+        return await self.find({"stock": str(StockState.RETURNING), "status": str(OrderStatus.CANCELLED)}, limit)
+
+    async def by_keys(self, order_keys: Iterable[str]) -> list[Order]:
+        """The orders of these keys that exist."""
+        keys = list(order_keys)
+        return await self.find({"_id": {"$in": keys}}, limit=len(keys)) if keys else []
+
+    async def holding_units(self, customer_id: int | None = None, limit: int = 1_000_000) -> list[Order]:
+        """The orders whose units are held or sold: HOLD and PROCESSING (the stock invariant's),
+        every customer's or one's."""
+        query: dict = {"status": {"$in": [str(s) for s in LIVE_STATUSES]}}
+        if customer_id is not None:
+            query["customer"] = customer_id
+        return await self.find(query, limit)
+
+    async def find(self, query: dict, limit: int = 500) -> list[Order]:
+        """Orders matching a query built here or by a test (never client input), oldest first."""
+        docs = await self.collection.find(_as_stored(query)).sort("created_at", 1).limit(limit).to_list(None)
+        return [Order.from_document(doc) for doc in docs]
 
     async def count(self, query: dict) -> int:
-        return await self.collection.count_documents(query)
+        return await self.collection.count_documents(_as_stored(query))
+
+
+def _order(doc: dict | None) -> Order | None:
+    return None if doc is None else Order.from_document(doc)
 
 
 def _as_stored(value):
-    """`value` with datetimes cut to milliseconds, as BSON stores them (a copy for the caller)."""
+    """`value` with datetimes cut to milliseconds, as BSON stores them, and enums as their
+    values (a copy for the caller)."""
+    if isinstance(value, enum.Enum):
+        return value.value
     if isinstance(value, datetime):
         return value.replace(microsecond=value.microsecond // 1000 * 1000)
     if isinstance(value, dict):

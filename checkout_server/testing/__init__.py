@@ -524,9 +524,9 @@ async def follow_next_step(shop: TestShop, next_step: str, choice: str = "approv
 async def units_held_by_orders(storage) -> dict[int, int]:
     """{product id: units in its HOLD and PROCESSING orders}: the stock ledger's other side."""
     held: dict[int, int] = {}
-    for order in await storage.orders.find({"status": {"$in": ["HOLD", "PROCESSING"]}}, limit=1_000_000):
-        for item in order["items"]:
-            held[item["product"]] = held.get(item["product"], 0) + item["quantity"]
+    for order in await storage.orders.holding_units():
+        for product, quantity in order.lines.items():
+            held[product] = held.get(product, 0) + quantity
     return held
 
 
@@ -564,17 +564,16 @@ async def assert_consistent(shop: TestShop, order_key: str | None, *, customer: 
     if {int(pid): quantity for pid, quantity in stored_cart.items()} != dict(cart):
         problems.append(f"cart {stored_cart}, expected {dict(cart)}")
     if order_key is None:
-        open_orders = await shop.storage.orders.find(
-            {"customer": customer.id, "status": {"$in": ["HOLD", "PROCESSING"]}})
+        open_orders = await shop.storage.orders.holding_units(customer.id)
         if open_orders:
-            problems.append(f"orders left open: {[(o['_id'], o['status']) for o in open_orders]}")
+            problems.append(f"orders left open: {[(o.key, str(o.status)) for o in open_orders]}")
     else:
         order = await shop.storage.orders.get(order_key)
         history = ["HOLD"] if status == "HOLD" else ["HOLD", status]
         if order is None:
             problems.append(f"no order {order_key}")
-        elif (order["status"], [h["status"] for h in order["history"]]) != (status, history):
-            problems.append(f"order {order_key}: {order['status']} after {[h['status'] for h in order['history']]}"
+        elif (order.status, [h["status"] for h in order.history]) != (status, history):
+            problems.append(f"order {order_key}: {order.status} after {[h['status'] for h in order.history]}"
                             f", expected {status} after {history}")
     assert not problems, "shop inconsistent:\n" + "\n".join(problems)
 

@@ -10,6 +10,7 @@ import pytest
 from checkout_server.payments.settlement import settle
 from checkout_server.plugin.providers import PaymentCheck, PaymentState
 from checkout_server.stock import reservations
+from checkout_server.storage.models import Order
 
 
 def _order(key: str, customer: int, lines: dict[int, int], status="HOLD", stock="reserving", age=timedelta(0)):
@@ -215,7 +216,10 @@ async def test_remove_ordered_items_releases_the_lock_and_prunes_old_records(bac
 
 
 def _naive(value):
-    """A document with its datetimes made naive (mongomock reads them back without a zone)."""
+    """A document (or an order's) with its datetimes made naive (mongomock reads them back
+    without a zone)."""
+    if isinstance(value, Order):
+        return _naive(value.to_document())
     if isinstance(value, datetime):
         return value.replace(tzinfo=None)
     if isinstance(value, dict):

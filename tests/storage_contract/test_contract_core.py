@@ -399,6 +399,33 @@ async def test_orders_find_and_count_oldest_first(backend):
     assert await storage.orders.count({"customer": 1}) == 3
 
 
+
+@pytest.mark.gen_test
+async def test_the_sweepers_and_reconcilers_queries(backend):
+    storage = await backend.storage()
+    t = _now()
+    overdue = {**_order("ORD-2026-000001", 1, t - timedelta(hours=1)), "hold_until": t - timedelta(minutes=1)}
+    running = {**_order("ORD-2026-000002", 1, t), "hold_until": t + timedelta(minutes=30)}
+    unrecorded = {**_order("ORD-2026-000003", 2, t - timedelta(minutes=5), stock="reserving"),
+                  "hold_until": t - timedelta(minutes=1)}
+    paid = _order("ORD-2026-000004", 2, t - timedelta(minutes=2), status="PROCESSING", stock="held")
+    cancelled = _order("ORD-2026-000005", 1, t - timedelta(minutes=3), status="CANCELLED", stock="held")
+    done = _order("ORD-2026-000006", 1, t, status="PROCESSING", stock="committed")
+    for doc in (overdue, running, unrecorded, paid, cancelled, done):
+        await storage.orders.insert(doc)
+    assert [o.key for o in await storage.orders.overdue_holds(t)] == ["ORD-2026-000001"]
+    assert [o.key for o in await storage.orders.interrupted_checkouts(t - timedelta(minutes=5))] == ["ORD-2026-000003"]
+    assert await storage.orders.interrupted_checkouts(t - timedelta(minutes=6)) == []
+    assert [o.key for o in await storage.orders.unfinished_settlements()] == ["ORD-2026-000005", "ORD-2026-000004"]
+    assert sorted(o.key for o in await storage.orders.by_keys(["ORD-2026-000002", "ORD-2026-000009"])) == [
+        "ORD-2026-000002"]
+    assert await storage.orders.by_keys([]) == []
+    # HOLD and PROCESSING, whatever their stock state; not CANCELLED.
+    assert sorted(o.key for o in await storage.orders.holding_units()) == [
+        "ORD-2026-000001", "ORD-2026-000002", "ORD-2026-000003", "ORD-2026-000004", "ORD-2026-000006"]
+    assert [o.key for o in await storage.orders.holding_units(2)] == ["ORD-2026-000003", "ORD-2026-000004"]
+
+
 # -- idempotency keys
 
 @pytest.mark.gen_test(timeout=30)
