@@ -10,8 +10,7 @@ setup(
     package_data={"checkout_server": ["demo/*.toml"]},
     install_requires=[
         "tornado>=6.4,<7",
-        "motor>=3.4,<4",
-        "pymongo>=4.6,<5",
+        "pymongo>=4.13,<5",
         "pluggy>=1.5,<2",
         "marshmallow>=3.20,<5",
         "aiohttp>=3.9,<4",

@@ -410,7 +410,7 @@ async def run_one(args, workers: int, pass_workers: bool) -> dict:
     finally:
         if service is not None:
             service.stop()
-        storage.close()
+        await storage.close()
         embedded.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -185,7 +185,7 @@ async def serve_forever(args) -> int:
         log.info("stopped")
         return 0
     finally:
-        storage.close()
+        await storage.close()
         if embedded is not None:
             embedded.stop()
 

@@ -1,4 +1,4 @@
-"""Checkout over the wire: the real motor driver against the embedded nx-27017 server."""
+"""Checkout over the wire: PyMongo's async driver against the embedded nx-27017 server."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ async def test_fifty_customers_and_the_last_ten_units(embedded_uri):
             assert await s.storage.orders.count({}) == 10
             await assert_stock_invariant(s.storage)
         finally:
-            s.storage.close()
+            await s.storage.close()
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -53,7 +53,7 @@ async def test_two_identical_checkouts_at_once_make_one_order(embedded_uri):
             assert (await s.storage.products.get(p["_id"]))["stock"] == 3
             await assert_stock_invariant(s.storage)
         finally:
-            s.storage.close()
+            await s.storage.close()
 
 
 class CommandCounter(monitoring.CommandListener):
@@ -102,7 +102,7 @@ async def test_database_commands_per_checkout(embedded_uri):
             assert counts["direct"].count("find") == 1
             assert len(counts["direct"]) <= 9
         finally:
-            s.storage.close()
+            await s.storage.close()
 
 
 @pytest.mark.gen_test(timeout=60)
@@ -131,4 +131,4 @@ async def test_database_commands_per_paid_return(embedded_uri):
             await assert_stock_invariant(s.storage)
         finally:
             kit.GATEWAY_STATE.clear()
-            s.storage.close()
+            await s.storage.close()

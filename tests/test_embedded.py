@@ -30,7 +30,7 @@ async def test_data_survives_a_restart_on_the_same_data_dir(tmp_path):
         assert await storage.products.reserve("ORD-2026-000001", {mug["_id"]: 3}) == 1
     finally:
         if storage is not None:
-            storage.close()
+            await storage.close()
         server.stop()
     assert not server.pid_file.exists()
 
@@ -43,7 +43,7 @@ async def test_data_survives_a_restart_on_the_same_data_dir(tmp_path):
         # Sequences go on where they stopped: no id is handed out twice.
         assert (await storage.products.create({"name": "Pen", "price": 1, "stock": 1}))["_id"] == mug["_id"] + 1
     finally:
-        storage.close()
+        await storage.close()
         again.stop()
 
 
@@ -54,7 +54,7 @@ async def test_a_server_left_behind_by_a_killed_run_is_stopped(tmp_path):
     try:
         storage = await _storage(killed_run.start())
         await storage.products.create({"name": "Mug", "price": 1200, "stock": 5})
-        storage.close()
+        await storage.close()
         leftover_pid = killed_run.process.pid
         # The service was SIGKILLed: nobody stopped its database, whose pid file stays.
         assert _alive(leftover_pid) and killed_run.pid_file.exists()
@@ -65,7 +65,7 @@ async def test_a_server_left_behind_by_a_killed_run_is_stopped(tmp_path):
             assert not _alive(leftover_pid)
             assert (await storage.products.find_by_name("Mug"))["stock"] == 5
         finally:
-            storage.close()
+            await storage.close()
     finally:
         next_run.stop()
         if killed_run.process is not None and killed_run.process.poll() is None:

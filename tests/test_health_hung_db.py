@@ -32,7 +32,7 @@ async def test_ping_answers_false_within_its_bound_when_the_database_hangs(hung_
     try:
         assert await asyncio.wait_for(storage.ping(timeout=0.5), 5) is False
     finally:
-        storage.close()
+        await storage.close()
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -50,4 +50,4 @@ async def test_health_is_a_json_503_when_the_database_hangs(hung_database):
     finally:
         client.close()
         server.stop()
-        storage.close()
+        await storage.close()

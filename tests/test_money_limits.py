@@ -38,13 +38,13 @@ def _shop(storage=None) -> TestShop:
 
 
 @pytest.fixture(params=["mongomock", "nx"])
-def storage(request):
+def storage(request, io_loop):
     if request.param == "mongomock":
         yield None
         return
     storage = Storage.connect(request.getfixturevalue("embedded_uri"), f"money_{secrets.token_hex(4)}")
     yield storage
-    storage.close()
+    io_loop.run_sync(storage.close)  # the test's loop, which the client ran on
 
 
 @pytest.mark.parametrize("cost", [2**63, 2**64 + 1, MAX_MONEY + 1])

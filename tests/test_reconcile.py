@@ -268,4 +268,4 @@ async def test_server_killed_mid_checkout_restarts_consistent(embedded_uri, poin
                 proc.kill()
                 proc.wait()
         client.close()
-        storage.close()
+        await storage.close()

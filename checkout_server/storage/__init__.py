@@ -3,6 +3,12 @@
 Every operation here keeps to the portable subset in DESIGN.md (single-document atomic
 updates with guard filters, map paths instead of positional array updates, integer and
 string ids) and is proven on every backend by tests/storage_contract.
+
+The driver is PyMongo's async client. Unit tests run this layer on mongomock-motor
+instead, which answers every call made here the way the async client does (awaited
+single-document and bulk writes, `find` cursors read with `to_list` or `async for`,
+`command`); the calls where the two APIs differ (`aggregate`, a coroutine here and a
+cursor there; the client's `close`) are not used on it.
 """
 
 import asyncio
@@ -37,13 +43,17 @@ class Storage:
 
     @classmethod
     def connect(cls, uri: str, db_name: str | None = None, **client_options):
-        """Open a motor client for `uri`; the database is the URI's, else `db_name`."""
-        from motor.motor_asyncio import AsyncIOMotorClient
+        """Open PyMongo's async client for `uri`; the database is the URI's, else `db_name`.
+
+        The client runs on the event loop it is first used on (no threads): open it in the
+        process and on the loop that will use it.
+        """
+        from pymongo import AsyncMongoClient
         from pymongo.uri_parser import parse_uri
 
         options = {"serverSelectionTimeoutMS": 5000, "tz_aware": True}
         options.update(client_options)
-        client = AsyncIOMotorClient(uri, **options)
+        client = AsyncMongoClient(uri, **options)
         name = parse_uri(uri).get("database") or db_name or "checkout"
         return cls(client[name], client)
 
@@ -61,6 +71,7 @@ class Storage:
         except Exception:  # noqa: BLE001 -- any failure means "not healthy"
             return False
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Close the client (on the loop that used it); in-memory storage has none."""
         if self.client is not None:
-            self.client.close()
+            await self.client.close()

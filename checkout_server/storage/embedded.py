@@ -1,7 +1,7 @@
 """The embedded database: an nx-27017 child process on loopback.
 
 nx-27017 speaks the MongoDB wire protocol on top of SQLite, so the zero-install default runs
-the same motor code path as production. The child gets a free port and `--data-dir` under
+the same driver code path as production. The child gets a free port and `--data-dir` under
 the data directory; a pid file there lets the next start stop a server that a killed run
 left behind.
 """

@@ -3,7 +3,7 @@
 The `backend` fixture is parametrised over
 - `mongomock`: mongomock-motor, in memory (what the unit tests use);
 - `nx`: a real nx-27017 server on loopback, started once per test session (`embedded_uri`),
-  reached over the wire by the real motor driver;
+  reached over the wire by PyMongo's async driver;
 - `mongodb`: the server at `MONGODB_URI`, when that variable is set (skipped otherwise).
 
 Each test gets its own fresh database. Use it like this, in a file named
@@ -69,13 +69,13 @@ class Backend:
         """The same database through a separate client (a separate connection pool)."""
         return self._open()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         for storage in self._opened:
-            storage.close()
+            await storage.close()
 
 
 @pytest.fixture(params=BACKENDS)
-def backend(request):
+def backend(request, io_loop):
     name = request.param
     if name == "mongomock":
         uri = None
@@ -87,4 +87,4 @@ def backend(request):
             pytest.skip("MONGODB_URI is not set: no real MongoDB to run the contract against")
     b = Backend(name, uri)
     yield b
-    b.close()
+    io_loop.run_sync(b.close)  # on the test's loop, which the clients ran on
