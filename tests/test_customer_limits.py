@@ -128,3 +128,16 @@ def test_limits_must_be_positive_integers(name, value):
     from checkout_server.config import ConfigError
     with pytest.raises(ConfigError, match=f"{name}: must be a positive integer"):
         parse_config({"site": {name: value}}, "shop.toml")
+
+
+@pytest.mark.gen_test
+async def test_orders_from_before_the_record_of_unpaid_orders_count_too():
+    async with kit.shop() as s:
+        p = await s.product(stock=100)
+        c = await s.customer(cart={p["_id"]: 1})
+        await place_unpaid_orders(s, c, p["_id"], 5)
+        # As a checkout before this version left it: no record of the orders on HOLD.
+        await s.storage.customers.collection.update_one({"_id": c.id}, {"$unset": {"last_checkout.unpaid": ""}})
+        await c.request("PUT", f"/api/shop/cart/items/{p['_id']}", {"quantity": 9})
+        r = await c.checkout(kit.REDIRECT, kit.FLAT)
+        assert r.status == 400 and list(r.body["fields"]) == ["unpaid_orders_per_customer"], r

@@ -91,8 +91,10 @@ async def unpaid_holds(storage, customer: dict, site) -> dict[str, int]:
     the record never leaves out an order (one whose checkout could not release its lock
     aside), and the common checkout, far from every limit, costs no extra round trip.
     """
-    recorded = (customer.get("last_checkout") or {}).get("unpaid") or {}
-    if (len(recorded) < site.unpaid_orders_per_customer
+    last = customer.get("last_checkout") or {}
+    # A last checkout from before this record existed may have left orders on HOLD: read them.
+    recorded = last.get("unpaid", {} if not last else None)
+    if (recorded is not None and len(recorded) < site.unpaid_orders_per_customer
             and sum(recorded.values()) + cart_units(customer) <= site.unpaid_units_per_customer):
         return dict(recorded)
     held = await storage.orders.awaiting_payment(customer["_id"], limit=site.unpaid_orders_per_customer)
