@@ -136,7 +136,7 @@ async def checkout_killed_before_its_answer_is_stored(s, c, monkeypatch, payment
         sent = {"address": c.address_id, "payment_method": payment_method, "shipping_method": kit.FLAT}
         await checkout_module.checkout_cart(
             s.storage, s.methods, await s.storage.customers.get(c.id), {**sent, "notes": ""}, key,
-            sent=sent)
+            sent=sent, reverse_url=s.app.reverse_url)
     monkeypatch.undo()
 
 

@@ -11,7 +11,6 @@ The parts: `checkout_lock` (the lock, its time limits), `keyed_checkout` (Idempo
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 
@@ -31,14 +30,14 @@ from checkout_server.checkout.rules import (
     unpaid_limits,
     validate,
 )
-from checkout_server.payments.return_tokens import new_return_token, payment_urls
-from checkout_server.payments.settlement import order_info
-from checkout_server.plugin.providers import (
-    GatewayError,
-    PaymentStart,
-    PaymentUrls,
-    ProviderError,
+from checkout_server.payments import provider_calls
+from checkout_server.payments.provider_calls import (
+    GatewayTrouble,
+    ProviderCallError,
+    ProviderRefusal,
 )
+from checkout_server.payments.return_tokens import new_return_token, payment_urls
+from checkout_server.plugin.providers import PaymentStart, PaymentUrls
 from checkout_server.stock import reservations
 from checkout_server.storage.models import LIVE_STATUSES, Order, OrderStatus, StockState
 
@@ -47,7 +46,7 @@ log = logging.getLogger(__name__)
 
 async def checkout_cart(storage, table, customer: dict, request: dict,
                         idempotency_key: str | None = None, *, locked: bool = False,
-                        sent: dict | None = None) -> tuple[int, dict]:
+                        sent: dict | None = None, reverse_url) -> tuple[int, dict]:
     """Run one checkout for `customer` (as authenticated) with the validated `request`.
 
     `sent`: the body as the client sent it (parsed, before validation cleaned it), which a
@@ -56,21 +55,23 @@ async def checkout_cart(storage, table, customer: dict, request: dict,
     `locked`: `customer` came from `checkout_lock.lock_customer_by_token`, so this checkout
     already holds the lock (only without an `idempotency_key`: a keyed request is looked up
     before it takes the lock, so that a replay never waits on one).
+
+    `reverse_url(name, *args)`: the application's, for the URLs handed to the gateway.
     """
     if locked and idempotency_key is not None:
         raise ValueError("a keyed checkout takes its lock after its key is claimed")
     if idempotency_key is None:
-        return await _checkout_once(storage, table, customer, request, locked)
+        return await _checkout_once(storage, table, customer, request, reverse_url, locked)
 
     async def run(key_id: str) -> tuple[int, dict]:
-        return await _checkout_once(storage, table, customer, request, key_id=key_id)
+        return await _checkout_once(storage, table, customer, request, reverse_url, key_id=key_id)
 
     return await keyed_checkout.checkout_with_key(storage, customer, request if sent is None else sent,
                                                   idempotency_key, run,
                                                   max_keys=table.site.idempotency_keys_per_customer)
 
 
-async def _checkout_once(storage, table, customer: dict, request: dict, locked: bool = False,
+async def _checkout_once(storage, table, customer: dict, request: dict, reverse_url, locked: bool = False,
                          key_id: str | None = None) -> tuple[int, dict]:
     if not locked:
         # The lock's read is the checkout's read of the customer: fresh, and taken under the lock.
@@ -85,7 +86,7 @@ async def _checkout_once(storage, table, customer: dict, request: dict, locked: 
         if answer is not None:
             return 200, answer
         holds = await unpaid_holds(storage, customer, table.site)
-        body, order_key = await place_order(storage, table, lock, request, key_id=key_id, holds=holds)
+        body, order_key = await place_order(storage, table, lock, request, reverse_url, key_id=key_id, holds=holds)
         # Direct orders too: if clearing their cart failed, a repeat must find the order.
         last_checkout = {"fingerprint": fingerprint, "order_key": order_key,
                          "unpaid": recorded_holds(holds, order_key, customer)}
@@ -95,7 +96,7 @@ async def _checkout_once(storage, table, customer: dict, request: dict, locked: 
         await lock.release_quietly(last_checkout)
 
 
-async def place_order(storage, table, lock: CheckoutLock, request: dict,
+async def place_order(storage, table, lock: CheckoutLock, request: dict, reverse_url,
                       key_id: str | None = None, holds: dict[str, int] | None = None) -> tuple[dict, str]:
     """Validate, create the order, reserve, start the payment (for `lock.customer`).
 
@@ -133,7 +134,7 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict,
         raise refusal({"cart": [short_message(names[p], p, lines[p], left) for p, left in short.items()]})
     await reservations.fault_point("stock_reserved")
 
-    start = await _start_payment(storage, payment, order, payment_urls(site, payment.id, order_key, return_token))
+    start = await _start_payment(storage, payment, order, payment_urls(site, reverse_url, payment.id, order_key, return_token))
     await reservations.fault_point("payment_started")
     record = dataclasses.replace(order.payment, recorded=True, reference=start.reference,
                                  next_step=start.redirect_url, data=dict(start.data or {}))
@@ -176,31 +177,19 @@ async def _record_payment(storage, order: Order, changes: dict, history: dict | 
 
 
 async def _start_payment(storage, payment, order: Order, urls: PaymentUrls) -> PaymentStart:
-    """provider.start, or cancel the order (units back, cart untouched) and raise 503/500."""
-    provider = payment.provider
+    """The payment's start (cut off within the checkout lock), or cancel the order (units
+    back, cart untouched) and raise 503/500. The failure is logged by provider_calls."""
     method = f"payment method {payment.id}: {payment.title}"
     try:
-        try:
-            start = await asyncio.wait_for(provider.start(order_info(order), urls), checkout_lock.start_deadline())
-        except TimeoutError:  # cut off so that the checkout lock never lapses under it
-            raise GatewayError(f"no answer within {checkout_lock.start_deadline():g} s") from None
-        if not isinstance(start, PaymentStart):
-            raise TypeError(f"start() returned {start!r}, not a PaymentStart")
-        if not start.settled and provider.flow == "redirect" and not start.redirect_url:
-            raise TypeError("a redirect payment's start() returned no redirect_url")
-        return start
-    except GatewayError as exc:
-        log.warning("order %s: payment method %s could not start the payment: %s", order.key, payment.id, exc)
-        reason = f"payment service unavailable: {exc}"
+        return await provider_calls.start(payment, order, urls, timeout=checkout_lock.start_deadline())
+    except GatewayTrouble as exc:
+        reason = f"payment service unavailable: {exc.reason}"
         error = CheckoutError(503, f"the payment service is unavailable, please try again later ({method})")
-    except ProviderError as exc:
+    except ProviderRefusal as exc:
         # The provider (or its gateway, with a 4xx) refused this payment; its message is safe to show.
-        log.warning("order %s: payment method %s refused to start the payment: %s", order.key, payment.id, exc)
-        reason = f"payment refused: {exc}"
-        error = CheckoutError(503, f"the payment service could not start the payment: {exc} ({method})")
-    except Exception:
-        log.exception("order %s: payment method %s (%s) failed to start the payment",
-                      order.key, payment.id, provider.name)
+        reason = f"payment refused: {exc.reason}"
+        error = CheckoutError(503, f"the payment service could not start the payment: {exc.reason} ({method})")
+    except ProviderCallError:
         reason = "payment could not be started: internal error"
         error = CheckoutError(500, "internal server error: the payment could not be started; nothing was charged")
     await reservations.cancel_order(storage, order, {"stock": StockState.RESERVING}, reason)

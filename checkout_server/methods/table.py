@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from marshmallow import ValidationError
 
 from checkout_server.config import Config, ConfigError, MethodConfig
+from checkout_server.payments import provider_calls
 from checkout_server.plugin.manager import PLUGINS_ENV
 from checkout_server.plugin.providers import (
     Method,
@@ -71,14 +72,11 @@ class MethodTable:
 
     async def startup(self) -> None:
         for provider in self.providers():
-            await provider.startup()
+            await provider_calls.open_provider(provider)
 
     async def close(self) -> None:
         for provider in self.providers():
-            try:
-                await provider.close()
-            except Exception:
-                log.exception("closing %s method %s failed", provider.kind, provider.method.id)
+            await provider_calls.close_provider(provider)
 
 
 def _bind(method: MethodConfig, registry: dict, base: type, config: Config) -> BoundMethod:

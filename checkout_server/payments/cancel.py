@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 
-from checkout_server.payments import refunds
+from checkout_server.payments import provider_calls, refunds
+from checkout_server.payments.provider_calls import GatewayTrouble, ProviderCallError
 from checkout_server.payments.refunds import ActionError
 from checkout_server.payments.settlement import PAID, settle
 from checkout_server.payments.sweeper import can_check
-from checkout_server.plugin.providers import GatewayError, PaymentCheck, PaymentState
+from checkout_server.plugin.providers import PaymentCheck, PaymentState
 from checkout_server.stock import reservations
 
 log = logging.getLogger(__name__)
@@ -98,17 +99,12 @@ async def _cancel_paid(storage, table, order: dict, why: str, by: str, *, restoc
     return moved
 
 
-async def call_cancel_payment(method, order: dict) -> PaymentCheck:
-    """`provider.cancel_payment`, checked; ActionError 503 when the gateway cannot say."""
+async def call_cancel_payment(method, order) -> PaymentCheck:
+    """`provider_calls.cancel_payment`; ActionError 503 when the gateway cannot say (logged there)."""
     try:
-        check = await method.provider.cancel_payment(refunds.order_info(order))
-    except (GatewayError, TimeoutError) as exc:
-        raise ActionError(503, f"the payment service is unavailable: {exc or 'timed out'}; the order is "
+        return await provider_calls.cancel_payment(method, order)
+    except GatewayTrouble as exc:
+        raise ActionError(503, f"the payment service is unavailable: {exc.reason}; the order is "
                                f"unchanged") from None
-    except Exception:
-        log.exception("order %s: payment method %s failed to cancel the payment", order["_id"], method.id)
+    except ProviderCallError:
         raise ActionError(503, f"payment method {method.id} failed; the order is unchanged") from None
-    if not isinstance(check, PaymentCheck):
-        log.error("order %s: payment method %s: cancel_payment() returned %r", order["_id"], method.id, check)
-        raise ActionError(503, f"payment method {method.id} failed; the order is unchanged")
-    return check

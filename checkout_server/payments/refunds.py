@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from checkout_server import clock
-from checkout_server.payments.settlement import method_for, no_method_reason, order_info
+from checkout_server.payments import provider_calls
+from checkout_server.payments.provider_calls import (
+    GatewayTrouble,
+    ProviderCallError,
+    ProviderRefusal,
+)
+from checkout_server.payments.settlement import method_for, no_method_reason
 from checkout_server.plugin.providers import (
     GatewayError,
     PaymentProvider,
@@ -401,42 +407,33 @@ async def finish_pending_refunds(storage, table) -> list[str]:
     return changed
 
 
-# -- the provider calls (timeouts, answer checks, logs)
+# -- the provider calls (through provider_calls: timeouts, answer checks, logs)
 
-async def call_refund(method, order: dict, request: RefundRequest) -> Refund:
-    """`provider.refund`, its answer checked: a `ProviderError` subclass or a `Refund`.
-
-    A provider failing otherwise (a bug) is logged and reported as a `GatewayError`: the
-    attempt may have reached the gateway, so it stays unanswered and may be sent again.
-    """
+async def call_refund(method, order, request: RefundRequest) -> Refund:
+    """`provider_calls.refund`: a `Refund`, the provider's own `ProviderError` (a refusal,
+    `RefundNotSupported` too), or a `GatewayError` when the gateway could not say or the
+    provider failed: the attempt may have reached the gateway, so it may be sent again."""
     try:
-        result = await method.provider.refund(order_info(order), request)
-    except ProviderError:
-        raise
-    except TimeoutError:
-        raise GatewayError("the gateway did not answer in time") from None
-    except Exception:
-        log.exception("order %s: payment method %s failed to refund", order["_id"], method.id)
+        result = await provider_calls.refund(method, order, request)
+    except ProviderRefusal as exc:
+        raise exc.cause from None
+    except GatewayTrouble as exc:
+        raise GatewayError(exc.reason) from None
+    except ProviderCallError:
         raise GatewayError(f"payment method {method.id} failed") from None
-    if not isinstance(result, Refund) or not isinstance(result.state, RefundState):
-        log.error("order %s: payment method %s: refund() returned %r, not a Refund", order["_id"], method.id, result)
-        raise GatewayError(f"payment method {method.id} answered something that is not a refund")
     if result.state is not RefundState.FAILED and result.amount != request.amount:
         log.error("order %s: asked payment method %s to refund %s, the gateway reports %s", order["_id"],
                   method.id, request.amount, result.amount)
     return result
 
 
-async def call_check_refund(method, order: dict, refund_: Refund) -> Refund:
+async def call_check_refund(method, order, refund_: Refund) -> Refund:
+    """`provider_calls.check_refund`; any failure is a `ProviderError` (logged there)."""
     try:
-        result = await method.provider.check_refund(order_info(order), refund_)
-    except ProviderError:
-        raise
-    except TimeoutError:
-        raise GatewayError("the gateway did not answer in time") from None
-    except Exception:
-        log.exception("order %s: payment method %s failed to check a refund", order["_id"], method.id)
+        return await provider_calls.check_refund(method, order, refund_)
+    except ProviderRefusal as exc:
+        raise exc.cause from None
+    except GatewayTrouble as exc:
+        raise GatewayError(exc.reason) from None
+    except ProviderCallError:
         raise GatewayError(f"payment method {method.id} failed") from None
-    if not isinstance(result, Refund):
-        raise GatewayError(f"payment method {method.id} answered something that is not a refund")
-    return result

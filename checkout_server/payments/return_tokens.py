@@ -14,13 +14,21 @@ import secrets
 from checkout_server.plugin.providers import PaymentUrls
 from checkout_server.storage.models import Order
 
+# The names of the return and notify routes in the route table (handlers/checkout.py):
+# their paths are spelled there only, and built from it with Tornado's `reverse_url`.
+RETURN_ROUTE = "payment_return"
+NOTIFY_ROUTE = "payment_notify"
 
-def payment_urls(site, method_id: int, order_key: str, return_token: str) -> PaymentUrls:
-    """The gateway's URLs; the return URL carries the order's return token (`rt`)."""
+
+def payment_urls(site, reverse_url, method_id: int, order_key: str, return_token: str) -> PaymentUrls:
+    """The gateway's URLs; the return URL carries the order's return token (`rt`).
+
+    `reverse_url(name, *args)`: the application's (a handler's `self.reverse_url`).
+    """
     base = site.base_url
-    return PaymentUrls(return_url=f"{base}/api/shop/checkout/return/{method_id}?order={order_key}"
+    return PaymentUrls(return_url=f"{base}{reverse_url(RETURN_ROUTE, method_id)}?order={order_key}"
                                   f"&rt={return_token}",
-                       notify_url=f"{base}/api/shop/checkout/notify/{method_id}")
+                       notify_url=f"{base}{reverse_url(NOTIFY_ROUTE, method_id)}")
 
 
 def new_return_token() -> tuple[str, str]:

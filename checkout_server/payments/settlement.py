@@ -10,12 +10,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from checkout_server.plugin.providers import (
-    GatewayError,
-    OrderInfo,
-    PaymentCheck,
-    PaymentState,
-)
+from checkout_server.payments import provider_calls
+from checkout_server.payments.provider_calls import ProviderCallError, order_info  # noqa: F401 -- plugins' tests import it here
+from checkout_server.plugin.providers import PaymentCheck, PaymentState
 from checkout_server.stock import reservations
 from checkout_server.storage.models import Order, OrderStatus, StockState
 
@@ -34,24 +31,6 @@ class Settlement:
 def result_of(order: Order) -> str:
     """An order's payment outcome as the shopper's return URL shows it."""
     return {OrderStatus.PROCESSING: PAID, OrderStatus.CANCELLED: FAILED}.get(order.status, PENDING)
-
-
-def order_info(order: Order) -> OrderInfo:
-    """An order as its payment provider sees it."""
-    billing = order.billing
-    count = order.unit_count
-    return OrderInfo(
-        order_key=order.key,
-        total=order.total,
-        currency=order.currency,
-        customer_id=int(order.customer),
-        email=billing.get("email"),
-        phone=billing.get("phone"),
-        name=billing.get("name") or "",
-        description=f"Order {order.key}: {count} item{'s' if count != 1 else ''}",
-        payment=dict(order.payment.data),
-        attempt_id=order.payment.attempt,
-    )
 
 
 def method_for(table, order: Order):
@@ -86,27 +65,15 @@ def no_method_reason(table, order: Order) -> str:
 
 
 async def ask_gateway(method, order: Order) -> PaymentCheck | None:
-    """`method.provider.check(order)`, or None when it gave no usable answer; never raises.
+    """`provider_calls.check`, or None when it gave no usable answer (logged there); never raises.
 
-    None: the gateway could not be reached (`GatewayError`), the provider failed, or it
-    answered something other than a PaymentCheck. Each is logged; nothing may be decided on it.
+    None: the gateway could not be reached, the provider failed or refused, or it answered
+    something other than a PaymentCheck. Nothing may be decided on it.
     """
-    key = order.key
     try:
-        check = await method.provider.check(order_info(order))
-    except (GatewayError, TimeoutError) as exc:
-        reason = str(exc) or "timed out"
-        log.warning("order %s: payment method %s could not be asked about the payment: %s",
-                    key, method.id, reason)
+        return await provider_calls.check(method, order)
+    except ProviderCallError:
         return None
-    except Exception:  # a plugin bug decides nothing either
-        log.exception("order %s: payment method %s failed to check the payment", key, method.id)
-        return None
-    if not isinstance(check, PaymentCheck):
-        log.error("order %s: payment method %s: check() returned %r, not a PaymentCheck",
-                  key, method.id, check)
-        return None
-    return check
 
 
 def _verdict(order: Order, check: PaymentCheck) -> tuple[OrderStatus | None, str]:

@@ -42,7 +42,12 @@ from tornado.httpserver import HTTPServer
 from tornado.testing import bind_unused_port
 
 from checkout_server.config import parse_config
-from checkout_server.payments.return_tokens import payment_urls
+from checkout_server.handlers import reverse_url
+from checkout_server.payments.return_tokens import (
+    NOTIFY_ROUTE,
+    RETURN_ROUTE,
+    payment_urls,
+)
 from checkout_server.plugin.fake_gateway import RunningFake, run_fake, shopper_choice
 from checkout_server.plugin.hookspecs import hookimpl
 from checkout_server.plugin.manager import check_hooks, make_plugin_manager
@@ -456,7 +461,7 @@ def make_urls(method_id: int, order_key: str = "ORD-2026-000001", base_url: str 
               return_token: str = TEST_RETURN_TOKEN) -> PaymentUrls:
     """The URLs the core hands a payment method `method_id` for `order_key` (built by the
     core's own `return_tokens.payment_urls`, so the return URL carries `&rt=<return_token>`)."""
-    return payment_urls(SimpleNamespace(base_url=base_url), method_id, order_key, return_token)
+    return payment_urls(SimpleNamespace(base_url=base_url), reverse_url, method_id, order_key, return_token)
 
 
 async def start_payment(provider: PaymentProvider, order: OrderInfo,
@@ -510,7 +515,7 @@ class CourierPlugin:
 async def return_to_shop(shop: TestShop, location: str, method_id: int | None = None) -> Response:
     """The browser following a gateway's redirect to the shop's return URL (on any host)."""
     parts = urlsplit(location)
-    expected = f"/api/shop/checkout/return/{method_id if method_id is not None else ''}"
+    expected = reverse_url(RETURN_ROUTE, method_id if method_id is not None else "")
     assert parts.path.startswith(expected), f"the gateway sent the shopper to {location}, not {expected}"
     return await shop.request("GET", f"{parts.path}?{parts.query}")
 
@@ -608,7 +613,7 @@ class GatewayShop:
 
     async def notify(self, headers: Mapping[str, str], body: bytes) -> Response:
         """The gateway posting a notification to this method's notify URL."""
-        return await self.shop.request("POST", f"/api/shop/checkout/notify/{self.method_id}",
+        return await self.shop.request("POST", reverse_url(NOTIFY_ROUTE, self.method_id),
                                        raw_body=body, headers=dict(headers))
 
     async def last_order_key(self) -> str:

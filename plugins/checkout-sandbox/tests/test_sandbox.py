@@ -183,7 +183,7 @@ async def test_payment_records_are_created_only_for_an_order_starting_a_sandbox_
                  "currency": "EUR", "payment_method": 2, "payment": {"provider": "sandbox"},
                  "return_token": token_hash}
         await s.storage.orders.insert(order)
-        return_url = payment_urls(s.methods.site, 2, order["_id"], token).return_url
+        return_url = payment_urls(s.methods.site, s.app.reverse_url, 2, order["_id"], token).return_url
         good = {"order_key": order["_id"], "amount": 2990, "currency": "EUR", "return_url": return_url}
         refused = [
             {**good, "order_key": "ORD-2026-000078"},  # no such order
