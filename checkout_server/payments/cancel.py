@@ -25,6 +25,7 @@ from checkout_server.payments.settlement import PAID, settle
 from checkout_server.payments.sweeper import can_check
 from checkout_server.plugin.providers import PaymentCheck, PaymentState
 from checkout_server.stock import reservations
+from checkout_server.storage.models import OrderStatus, StockState
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +35,9 @@ async def cancel(storage, table, order_key: str, *, reason: str = "", restock: b
     """Cancel the order; the order as it is then. Raises `ActionError` (see the module)."""
     order = await refunds._get(storage, order_key)
     why = f"cancelled by {by}" + (f": {reason}" if reason else "")
-    if order["status"] == "CANCELLED":
+    if order.status == OrderStatus.CANCELLED:
         return order
-    if order["status"] == "HOLD":
+    if order.status == OrderStatus.HOLD:
         return await _cancel_hold(storage, table, order, why, by)
     return await _cancel_paid(storage, table, order, why, by, restock=restock, refund=refund)
 
@@ -69,7 +70,7 @@ async def _cancel_paid(storage, table, order: dict, why: str, by: str, *, restoc
         unresolved = any(e.get("status") == "requested" for e in refunds.refund_entries(order))
         if state.left > 0 or unresolved:
             order = await refunds.refund(storage, table, order["_id"], reason=why, by=by)
-    if order.get("stock") == "held":
+    if order.stock == StockState.HELD:
         # Paid, its units not yet marked sold (a settle still finishing): finish that first.
         await reservations.finish_commit(storage, order)
         order = await refunds._get(storage, order["_id"])
@@ -78,19 +79,19 @@ async def _cancel_paid(storage, table, order: dict, why: str, by: str, *, restoc
     if refund and state.captured:
         detail += f"; refunded {state.refunded}" + (f", {state.pending} pending" if state.pending else "")
     detail += "; units " + ("back in stock" if restock else "written off")
-    changes = {"status": "CANCELLED", "restock": restock}
-    if order.get("stock") == "committed":
-        changes["stock"] = "returning"
-    moved = await storage.orders.transition(order["_id"], {"status": "PROCESSING"}, changes,
-                                            history={"status": "CANCELLED", "reason": detail, "by": by},
+    changes = {"status": OrderStatus.CANCELLED, "restock": restock}
+    if order.stock == StockState.COMMITTED:
+        changes["stock"] = StockState.RETURNING
+    moved = await storage.orders.transition(order.key, {"status": OrderStatus.PROCESSING}, changes,
+                                            history={"status": OrderStatus.CANCELLED, "reason": detail, "by": by},
                                             current=order)
     if moved is None:
         current = await refunds._get(storage, order["_id"])
-        if current["status"] == "CANCELLED":
+        if current.status == OrderStatus.CANCELLED:
             return current  # another cancel won
         raise ActionError(409, f"order {order['_id']} changed meanwhile; try again")
     log.info("order %s: PROCESSING -> CANCELLED (%s)", moved["_id"], detail)
-    if moved.get("stock") == "returning":
+    if moved.stock == StockState.RETURNING:
         try:
             moved = await reservations.finish_take_back(storage, moved) or moved
         except Exception:

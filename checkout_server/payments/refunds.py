@@ -44,6 +44,7 @@ from checkout_server.plugin.providers import (
     RefundRequest,
     RefundState,
 )
+from checkout_server.storage.models import OrderStatus, StockState
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,8 @@ def captured(order: dict) -> tuple[int, str]:
     record = (order.get("payment") or {}).get("captured")
     if isinstance(record, dict) and isinstance(record.get("amount"), int):
         return record["amount"], record.get("currency") or order.get("currency", "")
-    paid = order.get("status") == "PROCESSING" or any(
-        h.get("status") == "PROCESSING" for h in order.get("history") or [])
+    paid = order.get("status") == OrderStatus.PROCESSING or any(
+        h.get("status") == OrderStatus.PROCESSING for h in order.get("history") or [])
     return (int(order.get("total", 0)) if paid else 0), order.get("currency", "")
 
 
@@ -125,7 +126,7 @@ def _flags(order: dict, entries: list[dict]) -> dict:
 
 async def _get(storage, order_key: str) -> dict:
     order = await storage.orders.get(order_key)
-    if order is None or order.get("stock") == "reserving":
+    if order is None or order.stock == StockState.RESERVING:
         raise ActionError(404, "order not found")
     return order
 
@@ -146,7 +147,7 @@ def _not_supported(method, order: dict, reason: str = "") -> ActionError:
 
 
 def _check_refundable(order: dict) -> None:
-    if order.get("status") == "HOLD":
+    if order.get("status") == OrderStatus.HOLD:
         raise ActionError(409, f"order {order['_id']} is not paid (HOLD): cancel it instead")
 
 
@@ -310,7 +311,7 @@ async def _record(storage, order: dict, attempt_id: str, **fields) -> dict:
             current = {**current, "payment": {**(current.get("payment") or {}), "refunds": [
                 e for e in refund_entries(current) if e.get("reference") != reference or e.get("id") == attempt_id]}}
         changes = _updated(current, attempt_id, **fields)
-        if fields.get("status") == "failed" and current.get("status") == "CANCELLED":
+        if fields.get("status") == "failed" and current.get("status") == OrderStatus.CANCELLED:
             after = {**current, "payment": {**(current.get("payment") or {}), "refunds": changes["payment.refunds"]}}
             if totals(after).left > 0:
                 changes["payment.refund_needed"] = True
