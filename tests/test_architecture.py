@@ -149,3 +149,16 @@ def test_the_import_graph_has_no_cycles():
 def test_the_cycle_check_finds_one():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_storage_imports_nothing_of_ours_but_the_clock():
+    # The bottom floor: the service's time comes from the one leaf module, nothing else
+    # (`from checkout_server import clock` also names the root package, which holds a version).
+    allowed = {"checkout_server", "checkout_server.clock"}
+    outside = {f"{name} -> {dep}" for name, deps in import_graph().items() if name.startswith("checkout_server.storage")
+               for dep in deps if not dep.startswith("checkout_server.storage") and dep not in allowed}
+    assert outside == set()
+
+
+def test_the_clock_is_a_leaf():
+    assert import_graph()["checkout_server.clock"] == set()

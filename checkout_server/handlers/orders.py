@@ -94,7 +94,7 @@ class OrderHandler(BaseHandler):
         self.send(order_json(order))
 
 
-STATUSES = ("HOLD", "PROCESSING", "CANCELLED")
+STATUSES = tuple(status.value for status in OrderStatus)
 BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 ADMIN_FILTERS = ("status", "customer", "refund_needed", "limit", "skip")
 
