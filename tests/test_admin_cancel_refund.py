@@ -501,3 +501,16 @@ async def test_the_reconciler_finishes_taking_back_the_units_of_a_cancel_cut_sho
         assert (await s.storage.orders.get(key))["stock"] == "returned" and order["stock"] == "committed"
         await assert_stock_invariant(s.storage)
         assert (await s.storage.products.get(p["_id"]))["stock"] == 5  # once
+
+
+@pytest.mark.gen_test
+async def test_an_order_still_being_checked_out_is_409_for_cancel_and_refund():
+    async with shop() as s:
+        c = await s.customer()
+        await s.storage.orders.insert({"_id": "ORD-2026-000042", "customer": c.id, "status": "HOLD",
+                                       "stock": "reserving", "items": [], "total": 100, "currency": "EUR",
+                                       "created_at": datetime.now(UTC), "history": []})
+        for action in (cancel, refund):
+            r = await action(s, "ORD-2026-000042")
+            assert r.status == 409 and "still being checked out" in r.body["error"], r
+        assert (await s.storage.orders.get("ORD-2026-000042"))["status"] == "HOLD"

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 async def cancel(storage, table, order_key: str, *, reason: str = "", restock: bool = True,
                  refund: bool = True, by: str = "admin") -> dict:
     """Cancel the order; the order as it is then. Raises `ActionError` (see the module)."""
-    order = await refunds._get(storage, order_key)
+    order = await refunds.get_order(storage, order_key)
     why = f"cancelled by {by}" + (f": {reason}" if reason else "")
     if order.status == OrderStatus.CANCELLED:
         return order
@@ -73,7 +73,7 @@ async def _cancel_paid(storage, table, order: dict, why: str, by: str, *, restoc
     if order.stock == StockState.HELD:
         # Paid, its units not yet marked sold (a settle still finishing): finish that first.
         await reservations.finish_commit(storage, order)
-        order = await refunds._get(storage, order["_id"])
+        order = await refunds.get_order(storage, order["_id"])
     state = refunds.totals(order)
     detail = why if refund else f"{why} (no refund: {state.left} of {state.captured} {state.currency} kept)"
     if refund and state.captured:
@@ -86,7 +86,7 @@ async def _cancel_paid(storage, table, order: dict, why: str, by: str, *, restoc
                                             history={"status": OrderStatus.CANCELLED, "reason": detail, "by": by},
                                             current=order)
     if moved is None:
-        current = await refunds._get(storage, order["_id"])
+        current = await refunds.get_order(storage, order.key)
         if current.status == OrderStatus.CANCELLED:
             return current  # another cancel won
         raise ActionError(409, f"order {order['_id']} changed meanwhile; try again")

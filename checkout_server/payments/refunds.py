@@ -124,10 +124,13 @@ def _flags(order: dict, entries: list[dict]) -> dict:
     return changes
 
 
-async def _get(storage, order_key: str) -> dict:
+async def get_order(storage, order_key: str) -> dict:
+    """The order an admin acts on; 404 if there is none, 409 while its checkout is still running."""
     order = await storage.orders.get(order_key)
-    if order is None or order.stock == StockState.RESERVING:
+    if order is None:
         raise ActionError(404, "order not found")
+    if order.stock == StockState.RESERVING:
+        raise ActionError(409, f"order {order_key} is still being checked out; try again in a moment")
     return order
 
 
@@ -162,7 +165,7 @@ async def refund(storage, table, order_key: str, amount: int | None = None, *, m
     (recorded as failed); 503 the gateway could not be asked (nothing recorded as refunded:
     repeat the request, the gateway refunds it once).
     """
-    order = await _get(storage, order_key)
+    order = await get_order(storage, order_key)
     _check_refundable(order)
     if manual:
         return await _record_manual(storage, order, amount, note, reason, by)
