@@ -7,12 +7,14 @@ import logging
 
 import tornado.web
 
+from checkout_server import clock
 from checkout_server.config import Config
 from checkout_server.handlers import all_handlers
 from checkout_server.methods.table import MethodTable
 from checkout_server.payments.sweeper import SWEEP_EVERY_SECONDS, Sweeper
 from checkout_server.plugin.manager import collect_providers, get_plugin_manager
 from checkout_server.plugin.web import AUTH_LEVELS, BaseHandler, NotFoundHandler
+from checkout_server.stock import commits
 from checkout_server.stock.reservations import RECONCILE_EVERY_SECONDS, Reconciler
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,8 @@ class Application(tornado.web.Application):
     async def startup(self) -> None:
         """Prepare the database and the providers; call once before serving."""
         await self.storage.create_indexes()
+        # The first block of order numbers: no checkout waits on the counter.
+        await self.storage.orders.prepare_order_keys(clock.utcnow().year)
         await self.method_registry.table.startup()
         # Finish or undo what a crash interrupted before taking new checkouts.
         self.reconciler = Reconciler(self.storage, self.settings.get("reconcile_interval",
@@ -102,6 +106,7 @@ class Application(tornado.web.Application):
         self.sweeper.start()
 
     async def shutdown(self) -> None:
+        await commits.flush(self.storage)  # paid orders queued to be finished: now, not by the reconciler
         for task in (getattr(self, "sweeper", None), getattr(self, "reconciler", None)):
             if task is not None:
                 await task.stop()

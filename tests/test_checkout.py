@@ -12,7 +12,7 @@ from invariants import assert_stock_invariant
 from pymongo.errors import AutoReconnect
 
 from checkout_server import clock
-from checkout_server.stock import reservations
+from checkout_server.stock import commits, reservations
 
 ORDER_KEY = re.compile(r"^ORD-\d{4}-\d{6}$")
 
@@ -43,7 +43,11 @@ async def test_direct_payment_answers_order_key_and_empties_cart():
         assert set(r.body) == {"order_key"} and ORDER_KEY.match(r.body["order_key"])
         assert await cart_of(c) == {}
         order = await s.storage.orders.get(r.body["order_key"])
+        assert order["status"] == "PROCESSING" and order["stock"] == "held"
+        await commits.flush(s.storage)  # the batch finishing paid orders, now rather than in a moment
+        order = await s.storage.orders.get(r.body["order_key"])
         assert order["status"] == "PROCESSING" and order["stock"] == "committed"
+        assert (await s.storage.products.get(widget["_id"]))["holds"] == {}
         assert [h["status"] for h in order["history"]] == ["HOLD", "PROCESSING"]
         assert (await s.storage.products.get(widget["_id"]))["stock"] == 3
         await assert_stock_invariant(s.storage)
@@ -410,6 +414,7 @@ async def test_a_paid_checkout_whose_cart_clearing_fails_answers_its_order_once(
         r2 = await c.checkout(kit.DIRECT, kit.FLAT)
         assert r2.status == 200 and r2.body == r1.body
         assert await s.storage.orders.count({}) == 1
+        await commits.flush(s.storage)
         assert (await s.storage.orders.get(order["_id"]))["stock"] == "committed"
         assert await cart_of(c) == {}
         assert (await s.storage.products.get(p["_id"]))["stock"] == 3
@@ -443,6 +448,7 @@ async def test_a_lost_reply_to_recording_the_payment_still_answers_the_order(mon
         monkeypatch.setattr(s.storage.orders, "transition", flaky)
         r = await c.checkout(method, kit.FLAT)
         assert flaky.failed == 1
+        await commits.flush(s.storage)
         [order] = await s.storage.orders.find({})
         assert r.status == 200 and set(r.body) == {answer}
         assert order["status"] == ("PROCESSING" if method == kit.DIRECT else "HOLD")

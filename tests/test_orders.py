@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 import checkout_fixtures as kit
 import pytest
 
+from checkout_server.stock import commits
+
 DETAIL_FIELDS = {"order_key", "status", "items", "subtotal", "shipping_cost", "total", "currency",
                  "payment_method", "shipping_method", "address", "notes", "created_at"}
 
@@ -52,6 +54,7 @@ async def test_admin_sees_any_order_customers_do_not():
         p = await s.product(stock=10)
         c = await s.customer(cart={p["_id"]: 1})
         key = (await c.checkout(kit.DIRECT, kit.FLAT)).body["order_key"]
+        await commits.flush(s.storage)  # the batch finishing paid orders: now, not in a moment
         r = await s.admin("GET", f"/api/admin/orders/{key}")
         assert r.status == 200 and r.body["customer"] == c.id and r.body["stock"] == "committed"
         assert (await c.request("GET", f"/api/admin/orders/{key}")).status == 403

@@ -7,6 +7,7 @@ import pytest
 
 from checkout_server.handlers.account import MAX_ADDRESSES
 from checkout_server.handlers.cart import MAX_CART_LINES
+from checkout_server.stock import commits
 
 README = (Path(__file__).parents[1] / "README.md").read_text()
 
@@ -24,6 +25,7 @@ async def test_the_stock_ledger_is_as_the_readme_states_it():
         assert (await paid.checkout(kit.DIRECT, kit.FLAT)).status == 200
         waiting = await s.customer(cart={p["_id"]: 3})
         assert (await waiting.checkout(kit.REDIRECT, kit.FLAT)).status == 200
+        await commits.flush(s.storage)  # "a moment after": the batch tidying paid orders' products
         product = (await s.admin("GET", f"/api/admin/products/{p['_id']}")).body
         assert (product["received"], product["stock"], product["held"]) == (10, 5, 3)
         assert product["received"] == product["stock"] + 2 + 3  # + units of PROCESSING and HOLD orders

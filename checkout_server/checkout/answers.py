@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from checkout_server.checkout.lock import CheckoutLock
-from checkout_server.stock import reservations
+from checkout_server.stock import commits
 from checkout_server.storage.models import Order, OrderStatus
 
 # The checkout's logger, shared by its modules: one name to follow a checkout by.
@@ -37,12 +37,12 @@ def answer_for(order: Order) -> dict:
 
 
 async def finish_paid(storage, order: Order, lock: CheckoutLock) -> None:
-    """A paid order's side effects (markers, cart, `committed`), run by the checkout.
+    """A paid order's side effects, run by the checkout: the cart now, markers and `committed` soon.
 
     The order is paid: whatever fails here is logged and left to the reconciler (which
     finishes paid orders), and the checkout still answers with the order.
     """
     try:
-        await reservations.finish_commit(storage, order, lock)
+        await commits.finish_commit_soon(storage, order, lock)
     except Exception:
         log.exception("order %s is paid, but finishing it failed; the reconciler will finish it", order.key)

@@ -46,8 +46,9 @@ ORPHAN_SCAN_EVERY = 60
 # Fault injection for tests: {point name: callable (sync or async)}. Empty in production.
 # Points: "order_inserted" (before reserving), "stock_reserved" (before the payment starts),
 # "payment_started" (before the order records it), "settled" (after a status transition,
-# before its stock side effects), "markers_committed" (a paid order's markers dropped, its
-# cart not yet cleared), "cart_cleared" (cart cleared, order not yet `committed`).
+# before its stock side effects), "markers_committed" (a paid order's markers dropped, not
+# yet `committed`; in a checkout's batch (commits.py) its cart is already cleared, in a
+# settlement not yet), "cart_cleared" (cart cleared, order not yet `committed`).
 faults: dict[str, Callable] = {}
 
 

@@ -73,5 +73,6 @@ class Storage:
 
     async def close(self) -> None:
         """Close the client (on the loop that used it); in-memory storage has none."""
+        await self.orders.close()
         if self.client is not None:
             await self.client.close()

@@ -7,18 +7,31 @@ writers wins. The queries the sweeper and the reconciler need are named methods 
 code outside storage builds a filter.
 """
 
+import asyncio
 import enum
+import logging
+from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 
 from checkout_server import clock
 from checkout_server.storage.models import LIVE_STATUSES, Order, OrderStatus, StockState
 
+log = logging.getLogger(__name__)
+
+# Order numbers are taken from the counter this many at a time, the next block while the
+# current one still has a quarter left: no checkout waits on the counter, one round trip
+# serves fifty. Keys stay unique and rise within a process; numbers a process had not used
+# when it stopped are skipped, and two processes hand out from two blocks at once.
+ORDER_KEY_BLOCK = 50
+
 
 class Orders:
     def __init__(self, collection, counters):
         self.collection = collection
         self.counters = counters
+        self._free_keys: dict[int, deque[int]] = {}  # year -> order numbers taken, not handed out
+        self._refills: dict[int, asyncio.Future] = {}  # year -> the block being taken
 
     async def create_indexes(self) -> None:
         await self.collection.create_index([("customer", 1), ("created_at", -1)])
@@ -26,8 +39,52 @@ class Orders:
         await self.collection.create_index("stock")
 
     async def next_order_key(self, year: int) -> str:
-        seq = await self.counters.next_value(f"orders-{year}")
+        """A new order key `ORD-<year>-<number>`: unique, numbers rising (see ORDER_KEY_BLOCK)."""
+        free = self._free_keys.setdefault(year, deque())
+        while not free:
+            await asyncio.shield(self._refill(year))
+        seq = free.popleft()
+        if len(free) < ORDER_KEY_BLOCK // 4:
+            self._refill(year)  # in the background: the next checkouts need not wait for it
         return f"ORD-{year}-{seq:06d}"
+
+    async def prepare_order_keys(self, year: int) -> None:
+        """Take a block of order numbers now (at start-up), so the first checkout need not."""
+        if not self._free_keys.get(year):
+            await asyncio.shield(self._refill(year))
+
+    def _refill(self, year: int) -> asyncio.Future:
+        """The block being taken for `year`, started if none is."""
+        running = self._refills.get(year)
+        if running is None or running.done():
+            running = self._refills[year] = asyncio.ensure_future(self._take_block(year))
+            running.add_done_callback(_log_failed_refill)
+        return running
+
+    async def _take_block(self, year: int) -> None:
+        block = await self.counters.next_block(f"orders-{year}", ORDER_KEY_BLOCK)
+        self._free_keys.setdefault(year, deque()).extend(block)
+
+    async def close(self) -> None:
+        """Wait for a block still being taken (a task must not outlive its loop)."""
+        running = [task for task in self._refills.values() if not task.done()]
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def mark_committed(self, order_keys: Iterable[str]) -> int:
+        """Paid orders whose markers are gone: `held` -> `committed`, many in one update.
+
+        Guarded like `transition` (PROCESSING and `held`, so an order an admin cancelled
+        meanwhile is left alone) and bumps `rev`, so a `transition` working from an older copy
+        reads again. A plain `$set` of a string, which nx-27017 stores as it is; `updated_at`
+        is left as it was (a datetime written by `$set` would come back a string there).
+        """
+        keys = list(order_keys)
+        if not keys:
+            return 0
+        result = await self.collection.update_many(
+            {"_id": {"$in": keys}, "status": str(OrderStatus.PROCESSING), "stock": str(StockState.HELD)},
+            {"$set": {"stock": str(StockState.COMMITTED)}, "$inc": {"rev": 1}})
+        return result.modified_count
 
     async def insert(self, order: Order | dict) -> Order:
         """Insert a new order and return it as stored (pass it to `transition(current=...)`).
@@ -234,3 +291,10 @@ def _set_path(doc: dict, path: str, value) -> None:
             child = doc[name] = {}
         doc = child
     doc[leaf] = value
+
+
+def _log_failed_refill(task: asyncio.Future) -> None:
+    # A checkout awaiting the block gets the error itself; a background refill's is logged
+    # here (and retried by the next checkout).
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("could not take a block of order numbers: %s", task.exception())

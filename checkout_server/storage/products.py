@@ -13,6 +13,8 @@ No query here filters on a boolean: nx-27017 stores a boolean written by `$set` 
 (and then matches `true` against 1), so booleans are only ever read, and normalised.
 """
 
+from collections.abc import Iterable
+
 from pymongo import ReturnDocument
 
 from checkout_server.storage.bulk import guarded_updates
@@ -124,6 +126,21 @@ class Products:
         return await guarded_updates(self.collection, [
             ({"_id": int(p), _hold(order_key): {"$exists": True}}, {"$unset": {_hold(order_key): ""}})
             for p in product_ids
+        ])
+
+    async def commit_many(self, orders: dict[str, Iterable[int]]) -> int:
+        """`commit` for many orders at once ({order key: product ids}): one update per product.
+
+        Dropping a marker that is already gone changes nothing, so no guard is needed;
+        returns how many products changed.
+        """
+        paths: dict[int, dict[str, str]] = {}
+        for order_key, product_ids in orders.items():
+            for p in product_ids:
+                paths.setdefault(int(p), {})[_hold(order_key)] = ""
+        return await guarded_updates(self.collection, [
+            ({"_id": p}, {"$unset": unset})
+            for p, unset in paths.items()
         ])
 
     async def take_back(self, order_key: str, lines: dict[int, int], restock: bool) -> int:

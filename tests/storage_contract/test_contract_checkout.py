@@ -438,3 +438,23 @@ async def test_adding_to_a_cart_changes_only_that_customers_cart(backend):
     assert (await storage.customers.add_to_cart(bob["_id"], 5, 2))["cart"] == {"5": 3}
     assert (await storage.customers.get(ada["_id"]))["cart"] == {"5": 3}
     assert (await storage.customers.get(bob["_id"]))["cart"] == {"5": 3}
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_markers_of_many_orders_dropped_in_one_call(backend):
+    storage = await backend.storage()
+    mug = await storage.products.create({"name": "Mug", "price": 100, "stock": 20})
+    pen = await storage.products.create({"name": "Pen", "price": 100, "stock": 20})
+    cup = await storage.products.create({"name": "Cup", "price": 100, "stock": 20})
+    for key, lines in {"ORD-1": {mug["_id"]: 1, pen["_id"]: 2}, "ORD-2": {mug["_id"]: 3},
+                       "ORD-3": {mug["_id"]: 1, cup["_id"]: 1}}.items():
+        assert await storage.products.reserve(key, lines) == len(lines)
+    # ORD-3 stays on hold; ORD-9 never reserved anything (a marker already gone is fine).
+    changed = await storage.products.commit_many({"ORD-1": [mug["_id"], pen["_id"]], "ORD-2": [mug["_id"]],
+                                                  "ORD-9": [cup["_id"]]})
+    assert changed == 2  # mug and pen; cup had nothing of theirs
+    holds = {p["_id"]: (await storage.products.get(p["_id"]))["holds"] for p in (mug, pen, cup)}
+    assert holds == {mug["_id"]: {"ORD-3": 1}, pen["_id"]: {}, cup["_id"]: {"ORD-3": 1}}
+    stock = [(await storage.products.get(p["_id"]))["stock"] for p in (mug, pen, cup)]
+    assert stock == [15, 18, 19]  # sold units stay sold
+    assert await storage.products.commit_many({}) == 0

@@ -23,6 +23,16 @@ async def test_counters_start_at_one_and_are_unique_under_concurrency(backend):
     assert sorted(values) == list(range(3, 33))
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_counter_blocks_are_disjoint_under_concurrency(backend):
+    storage = await backend.storage()
+    assert list(await storage.counters.next_block("things", 5)) == [1, 2, 3, 4, 5]
+    assert await storage.counters.next_value("things") == 6
+    blocks = await asyncio.gather(*(storage.counters.next_block("things", 10) for _ in range(20)))
+    values = [v for block in blocks for v in block]
+    assert sorted(values) == list(range(7, 207))  # every value once, no block overlaps another
+
+
 # -- customers
 
 @pytest.mark.gen_test
@@ -300,6 +310,44 @@ async def test_order_keys_are_sequential_per_year(backend):
     assert await storage.orders.next_order_key(2026) == "ORD-2026-000001"
     assert await storage.orders.next_order_key(2026) == "ORD-2026-000002"
     assert await storage.orders.next_order_key(2027) == "ORD-2027-000001"
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_order_keys_from_two_clients_never_collide(backend):
+    from checkout_server.storage.orders import ORDER_KEY_BLOCK
+
+    first, second = await backend.storage(), await backend.another_client()
+    await second.orders.prepare_order_keys(2026)  # the second process took its block first
+
+    async def keys(storage, n):
+        return [await storage.orders.next_order_key(2026) for _ in range(n)]
+
+    n = ORDER_KEY_BLOCK * 2 + 7  # past the end of a block, with the next one taken ahead
+    a, b = await asyncio.gather(keys(first, n), keys(second, n))
+    assert len(set(a) | set(b)) == 2 * n
+    assert a == sorted(a) and b == sorted(b)  # rising within each process
+    assert b[0] == "ORD-2026-000001" and a[0] == f"ORD-2026-{ORDER_KEY_BLOCK + 1:06d}"
+    await first.orders.close()
+    await second.orders.close()
+
+
+@pytest.mark.gen_test(timeout=60)
+async def test_paid_orders_are_committed_many_at_once(backend):
+    storage = await backend.storage()
+    t = _now().replace(microsecond=0)
+    await storage.orders.insert(_order("ORD-2026-000001", 1, t, status="PROCESSING"))
+    await storage.orders.insert(_order("ORD-2026-000002", 1, t, status="PROCESSING"))
+    await storage.orders.insert(_order("ORD-2026-000003", 1, t, status="CANCELLED"))  # an admin's cancel won
+    await storage.orders.insert(_order("ORD-2026-000004", 1, t, status="PROCESSING"))  # not in the batch
+    keys = ["ORD-2026-000001", "ORD-2026-000002", "ORD-2026-000003"]
+    assert await storage.orders.mark_committed(keys) == 2
+    got = {key: await storage.orders.get(key) for key in [*keys, "ORD-2026-000004"]}
+    assert [got[k]["stock"] for k in got] == ["committed", "committed", "held", "held"]
+    assert [got[k]["rev"] for k in got] == [1, 1, 0, 0]
+    # The typed order reads back whole: its datetimes stay datetimes.
+    assert got["ORD-2026-000001"].created_at.replace(tzinfo=UTC) == t
+    assert await storage.orders.mark_committed(keys) == 0  # once
+    assert await storage.orders.mark_committed([]) == 0
 
 
 @pytest.mark.gen_test
