@@ -162,3 +162,18 @@ def test_storage_imports_nothing_of_ours_but_the_clock():
 
 def test_the_clock_is_a_leaf():
     assert import_graph()["checkout_server.clock"] == set()
+
+
+# The packages from the top down (docs/architecture.md): each imports only those after it.
+# (`testing/` is the kit on top of everything; cli, app, config, schemas are the app's own.)
+LAYERS = ("handlers", "checkout", "methods", "payments", "stock", "plugin", "storage", "clock")
+
+
+def test_each_package_imports_only_the_ones_below_it():
+    def layer(module: str) -> int | None:
+        part = module.split(".")[1] if "." in module else ""
+        return LAYERS.index(part) if part in LAYERS else None
+
+    upward = sorted(f"{name} -> {dep}" for name, deps in import_graph().items() for dep in deps
+                    if layer(name) is not None and layer(dep) is not None and layer(dep) < layer(name))
+    assert upward == []
