@@ -7,7 +7,9 @@ setup(
     python_requires=">=3.11",
     packages=find_packages(include=["checkout_server", "checkout_server.*"]),
     include_package_data=True,
-    package_data={"checkout_server": ["demo/*.toml"]},
+    # Also in MANIFEST.in, for the sdist.
+    package_data={"checkout_server": ["demo/*.toml"],
+                  "checkout_server.storefront": ["*.html", "*.css", "*.js"]},
     install_requires=[
         "tornado>=6.4,<7",
         "pymongo>=4.13,<5",
@@ -26,6 +28,8 @@ setup(
             "ruff>=0.5",
             "openapi-spec-validator>=0.7,<0.10",
             "schemathesis>=4.0,<5",
+            # Browser tests of the demo storefront; they drive the system's Chromium.
+            "selenium>=4.20,<5",
         ],
     },
     entry_points={"console_scripts": ["checkout-server=checkout_server.cli:main"]},

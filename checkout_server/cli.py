@@ -18,6 +18,7 @@ from checkout_server.demo import (
     follow_listen_address,
     print_demo,
     seed_demo,
+    with_storefront,
 )
 from checkout_server.http_server import ServerSettings, build_http_server
 from checkout_server.methods.table import MethodTable
@@ -119,7 +120,7 @@ def list_plugins(args) -> int:
 def resolve_config(args):
     config = _read_config(args)
     if args.demo:  # the demo runs on this machine: its loopback URLs follow --port/PORT
-        config = follow_listen_address(config, args.host, args.port)
+        config = with_storefront(follow_listen_address(config, args.host, args.port))
     return config
 
 
@@ -168,13 +169,17 @@ async def serve_forever(args) -> int:
             return 0
         if args.demo:
             seeded = await seed_demo(storage, app.method_registry.table)
+            # The storefront writes it into its page for a browser on this machine only.
+            app.settings["demo_token"] = seeded["token"]
         server = build_http_server(app, server_settings)
         server.listen(args.port, args.host)
         log.info("checkout-server listening on http://%s:%s (database: %s)", args.host, args.port,
                  "embedded" if embedded else "MONGODB_URI")
+        shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
         if args.demo:
-            shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
             print_demo(seeded, f"http://{shown_host}:{args.port}")
+        elif config.site.storefront:
+            log.info("demo storefront at http://%s:%s/ (paste a customer token there)", shown_host, args.port)
         await stop.wait()
         log.info("stopping: draining in-flight requests")
         server.stop()

@@ -31,6 +31,8 @@ class SiteConfig:
     unpaid_orders_per_customer: int = 5
     unpaid_units_per_customer: int = 100
     idempotency_keys_per_customer: int = 1000
+    # Serve the demo storefront at / (and its order page at /orders/{key}); --demo turns it on.
+    storefront: bool = False
 
 
 LIMITS = ("unpaid_orders_per_customer", "unpaid_units_per_customer", "idempotency_keys_per_customer")
@@ -108,12 +110,16 @@ def _parse_site(raw, where) -> SiteConfig:
     for name, value in limits.items():
         if not _is_int(value) or value < 1:
             raise ConfigError(f"{where}: [site] {name}: must be a positive integer")
+    storefront = raw.get("storefront", defaults.storefront)
+    if not isinstance(storefront, bool):
+        raise ConfigError(f"{where}: [site] storefront: must be true or false")
     return SiteConfig(
         currency=currency.upper(),
         return_url=raw.get("return_url", defaults.return_url),
         base_url=raw.get("base_url", defaults.base_url).rstrip("/"),
         hold_minutes=hold,
         **limits,
+        storefront=storefront,
     )
 
 

@@ -68,6 +68,13 @@ def follow_listen_address(config: Config, host: str, port: int) -> Config:
     return dataclasses.replace(config, site=new_site)
 
 
+def with_storefront(config: Config) -> Config:
+    """The config with the demo storefront on: the demo is for clicking through a shop."""
+    if config.site.storefront:
+        return config
+    return dataclasses.replace(config, site=dataclasses.replace(config.site, storefront=True))
+
+
 async def seed_demo(storage, table) -> dict:
     """Create what is missing; returns the token, ids and method ids for print_demo."""
     products = {}
@@ -123,7 +130,9 @@ def demo_text(seeded: dict, base_url: str, *, admin_token_set: bool = True) -> s
     direct, redirect = flows.get("direct"), flows.get("redirect")
     lines = [
         "",
-        "Demo shop ready. The demo customer's token (each run makes a new one):",
+        f"Demo shop ready: open {base_url}/ in a browser (signed in as the demo customer).",
+        "",
+        "The demo customer's token (each run makes a new one):",
         f"DEMO_TOKEN={token}",
         "",
         "# the demo customer's cart",

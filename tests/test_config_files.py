@@ -94,7 +94,8 @@ def test_readme_documents_every_site_field_with_its_default():
     rows = [line for line in README.splitlines() if line.startswith("| `")]
     for field in dataclasses.fields(SiteConfig):
         default = field.default
-        shown = f'`"{default}"`' if isinstance(default, str) else f"`{default}`"
+        shown = (f'`"{default}"`' if isinstance(default, str) else
+                 f"`{str(default).lower()}`" if isinstance(default, bool) else f"`{default}`")  # as TOML
         assert any(row.startswith(f"| `{field.name}` |") and row.rstrip().endswith(f"| {shown} |")
                    for row in rows), f"README: a [site] row for {field.name} ending in its default {shown}"
 

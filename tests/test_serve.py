@@ -2,78 +2,17 @@
 
 import http.client
 import json
-import os
-import queue
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
+from demo_process import missing_demo_providers as _missing_demo_providers
+from demo_process import read_demo as _read_demo
+from demo_process import start_demo as _start
+from demo_process import stop_process as _stop
 
 from checkout_server.storage.embedded import free_port
-
-DEMO_PROVIDERS = {"payment": {"cash_on_delivery", "sandbox"},
-                  "shipping": {"flat_rate", "digital_delivery", "store_pickup"}}
-
-
-def _missing_demo_providers() -> set[str]:
-    from checkout_server.plugin.manager import collect_providers, make_plugin_manager
-
-    saved = os.environ.pop("CHECKOUT_PLUGINS", None)
-    try:
-        payment, shipping = collect_providers(make_plugin_manager())
-    finally:
-        if saved is not None:
-            os.environ["CHECKOUT_PLUGINS"] = saved
-    return (DEMO_PROVIDERS["payment"] - set(payment)) | (DEMO_PROVIDERS["shipping"] - set(shipping))
-
-
-def _start(data_dir: Path, port: int) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("CHECKOUT_PLUGINS", "MONGODB_URI", "CHECKOUT_CONFIG", "PORT")}
-    env.update(CHECKOUT_DATA_DIR=str(data_dir), CHECKOUT_ADMIN_TOKEN="serve-test-admin", LOG_LEVEL="WARNING")
-    exe = Path(sys.executable).with_name("checkout-server")
-    cmd = ([str(exe)] if exe.exists() else
-           [sys.executable, "-c", "import sys; from checkout_server.cli import main; sys.exit(main())"])
-    # cwd without a config/ folder: --demo falls back to the packaged demo config.
-    return subprocess.Popen(cmd + ["serve", "--demo", "--host", "127.0.0.1", "--port", str(port)],
-                            cwd=data_dir.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-
-
-def _read_demo(process: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
-    """The printed token and everything the demo printed (up to its pointer to the docs)."""
-    lines: queue.Queue = queue.Queue()
-
-    def pump():  # a thread, so a silent or dead process cannot hang the test
-        for line in process.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=pump, daemon=True).start()
-    out = []
-    token = None
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        out.append(line)
-        if line.startswith("DEMO_TOKEN="):
-            token = line.strip().split("=", 1)[1]
-        if token and "docs/checkout.md" in line:
-            return token, "".join(out)
-    process.kill()
-    raise AssertionError("serve --demo printed no token:\n" + "".join(out))
 
 
 def _get(port: int, path: str, token: str | None = None) -> tuple[int, dict]:
@@ -85,15 +24,6 @@ def _get(port: int, path: str, token: str | None = None) -> tuple[int, dict]:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
-
-
-def _stop(process: subprocess.Popen) -> int:
-    process.send_signal(signal.SIGTERM)
-    try:
-        return process.wait(60)
-    finally:
-        if process.poll() is None:
-            process.kill()
 
 
 def test_serve_demo_twice_on_the_same_data(tmp_path):
@@ -190,8 +120,10 @@ def test_demo_redirect_flow_follows_the_port(tmp_path):
         assert status == 303 and location.startswith(f"{base}/api/shop/checkout/return/2?order=ORD-")
         order_key = urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["order"][0]
         status, landing, _ = _request(location)
-        assert (status, landing) == (302, f"{base}/sandbox/result/{order_key}?payment=paid")
-        assert _request(landing)[0] == 200
+        # The demo's return_url is its storefront's order page.
+        assert (status, landing) == (302, f"{base}/orders/{order_key}?payment=paid")
+        status, _, page = _request(landing)
+        assert status == 200 and '<script src="/storefront/storefront.js"' in page
 
         status, order = _get(port, f"/api/shop/orders/{order_key}", token)
         assert status == 200 and order["status"] == "PROCESSING"

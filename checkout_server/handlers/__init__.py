@@ -6,13 +6,15 @@ from checkout_server.handlers import (
     account,
     admin,
     cart,
+    catalog,
     checkout,
     health,
     methods,
     orders,
+    storefront,
 )
 
-AREAS = (health, account, cart, checkout, orders, admin, methods)
+AREAS = (health, account, catalog, cart, checkout, orders, admin, methods, storefront)
 
 
 def all_handlers() -> list:

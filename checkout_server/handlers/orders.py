@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from checkout_server.handlers.paging import PagedHandler, query_error
 from checkout_server.payments import cancel, refunds
 from checkout_server.payments.refunds import ActionError
 from checkout_server.plugin.web import APIError, BaseHandler
@@ -36,44 +37,7 @@ def admin_order_json(order: Order) -> dict:
     return out
 
 
-# GET /api/shop/orders pages: `?limit=` orders (default, at most) from `?skip=` on.
-DEFAULT_PAGE, MAX_PAGE, MAX_SKIP = 50, 100, 1_000_000
-
-
-def _query_error(name: str, message: str) -> APIError:
-    return APIError(400, f"invalid query: {name}: {message}", {name: [message[0].upper() + message[1:] + "."]})
-
-
-class _PagedHandler(BaseHandler):
-    """`?limit=&skip=` pages, and other query parameters checked one by one (400 naming each)."""
-
-    def page(self) -> tuple[int, int]:
-        return (self.count_argument("limit", DEFAULT_PAGE, 1, MAX_PAGE),
-                self.count_argument("skip", 0, 0, MAX_SKIP))
-
-    def one_argument(self, name: str, expected: str) -> str | None:
-        values = self.get_query_arguments(name)
-        if len(values) > 1:
-            raise _query_error(name, f"must be {expected}, given once")
-        return values[0] if values else None
-
-    def count_argument(self, name: str, default: int, low: int, high: int, digits: int = 7) -> int:
-        expected = f"an integer from {low} to {high}"
-        raw = self.one_argument(name, expected)
-        if raw is None:
-            return default
-        if not (raw.isascii() and raw.isdigit() and len(raw) <= digits and low <= int(raw) <= high):
-            raise _query_error(name, f"must be {expected}, given once")
-        return int(raw)
-
-    def refuse_unknown_arguments(self, known: tuple[str, ...]) -> None:
-        unknown = sorted(set(self.request.query_arguments) - set(known))
-        if unknown:
-            raise APIError(400, f"invalid query: unknown parameter {unknown[0]!r}; known: {', '.join(known)}",
-                           {name: ["Unknown parameter."] for name in unknown})
-
-
-class OrdersHandler(_PagedHandler):
+class OrdersHandler(PagedHandler):
     """The customer's orders, newest first, a page at a time: a shorter page is the last."""
 
     auth = "customer"
@@ -99,7 +63,7 @@ BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 ADMIN_FILTERS = ("status", "customer", "refund_needed", "limit", "skip")
 
 
-class AdminOrdersHandler(_PagedHandler):
+class AdminOrdersHandler(PagedHandler):
     """Every customer's orders, newest first, a page at a time, filtered by the query."""
 
     auth = "admin"
@@ -108,14 +72,14 @@ class AdminOrdersHandler(_PagedHandler):
         self.refuse_unknown_arguments(ADMIN_FILTERS)
         status = self.one_argument("status", f"one of {', '.join(STATUSES)}")
         if status is not None and status not in STATUSES:
-            raise _query_error("status", f"must be one of {', '.join(STATUSES)}, given once")
+            raise query_error("status", f"must be one of {', '.join(STATUSES)}, given once")
         customer = self.one_argument("customer", "a customer id")
         if customer is not None:
             customer = self.count_argument("customer", 0, 1, 10**15 - 1, digits=15)
         refund_needed = self.one_argument("refund_needed", "true or false")
         if refund_needed is not None:
             if refund_needed not in BOOLEANS:
-                raise _query_error("refund_needed", "must be true or false, given once")
+                raise query_error("refund_needed", "must be true or false, given once")
             refund_needed = BOOLEANS[refund_needed]
         limit, skip = self.page()
         orders = await self.storage.orders.list_for_admin(status=status, customer=customer,

@@ -75,6 +75,22 @@ class Products:
         docs = await self.collection.find({"_id": {"$in": ids}}, {"holds": 0}).to_list(None)
         return {doc["_id"]: _product(doc) for doc in docs}
 
+    async def for_sale(self, after: int, limit: int) -> list[dict]:
+        """Up to `limit` active products with an id above `after`, by id, without `holds`.
+
+        `active` is filtered here, not in the query (no query filters on a boolean), reading
+        by `_id` ranges until the page is full or the products run out.
+        """
+        page: list[dict] = []
+        while len(page) < limit:
+            batch = await (self.collection.find({"_id": {"$gte": after + 1}}, {"holds": 0})
+                           .sort("_id", 1).limit(limit).to_list(None))
+            page.extend(p for p in map(_product, batch) if p.get("active", True))
+            if len(batch) < limit:
+                break
+            after = batch[-1]["_id"]
+        return page[:limit]
+
     async def find_by_name(self, name: str) -> dict | None:
         return _product(await self.collection.find_one({"name": name}))
 

@@ -201,6 +201,21 @@ async def test_product_create_get_many_find_by_name(backend):
 
 
 @pytest.mark.gen_test
+async def test_products_for_sale_pages_by_id_and_skips_inactive_ones(backend):
+    storage = await backend.storage()
+    ids = [(await _product(storage, f"P{n}", 100 + n, n))["_id"] for n in range(7)]
+    for hidden in (ids[1], ids[2], ids[5]):
+        await storage.products.update(hidden, {"active": False})
+    first = await storage.products.for_sale(0, 2)
+    assert [p["_id"] for p in first] == [ids[0], ids[3]]  # a page is filled past inactive ones
+    assert first[1]["name"] == "P3" and first[1]["stock"] == 3 and "holds" not in first[1]
+    assert first[0]["active"] is True and first[0]["digital"] is False
+    assert [p["_id"] for p in await storage.products.for_sale(ids[3], 2)] == [ids[4], ids[6]]
+    assert await storage.products.for_sale(ids[6], 2) == []
+    assert [p["_id"] for p in await storage.products.for_sale(0, 100)] == [ids[0], ids[3], ids[4], ids[6]]
+
+
+@pytest.mark.gen_test
 async def test_product_update_only_touches_product_fields(backend):
     storage = await backend.storage()
     mug = await _product(storage, "Mug", 1200, 5)
