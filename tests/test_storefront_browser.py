@@ -153,6 +153,13 @@ def open_view(browser, demo, fragment: str, heading: str):
     browser.get(f"{demo.base}/#/{fragment}")
     browser.refresh()  # a new load even when only the fragment changed
     wait_for(browser, lambda: visible_text(browser, "h1") == heading, f"the {heading!r} view")
+    wait_until_loaded(browser)
+
+
+def wait_until_loaded(browser):
+    """Until the view's data is in: the page marks <main> aria-busy while it loads."""
+    main = browser.find_element(By.ID, "main")
+    wait_for(browser, lambda: main.get_attribute("aria-busy") is None, "the view's data")
 
 
 def visible_text(browser, css: str) -> str:

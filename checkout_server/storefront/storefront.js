@@ -610,7 +610,13 @@
     }
     document.title = `${TITLES[where.view]} · Demo shop`;
     clearProblem();
-    await attempt(() => LOADERS[where.view](where), "This page could not be loaded.");
+    // Busy while the view's data loads: assistive technology (and the browser tests) wait for it.
+    $("main").setAttribute("aria-busy", "true");
+    try {
+      await attempt(() => LOADERS[where.view](where), "This page could not be loaded.");
+    } finally {
+      $("main").removeAttribute("aria-busy");
+    }
     const heading = document.querySelector(`#view-${where.view} h1`);
     // Keyboard and screen-reader users start at the new view's heading, not the old view's spot.
     if (moveFocus && heading && $("problem").hidden) heading.focus();
@@ -661,6 +667,7 @@
       if (announce) notify(`Signed in as ${$("account-summary").textContent.replace(/^Customer: /, "")}.`);
       await show(announce);
     } else {
+      $("main").removeAttribute("aria-busy");
       $("account").open = true;
       $("token-input").focus();
     }
