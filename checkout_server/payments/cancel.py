@@ -46,12 +46,12 @@ async def _cancel_hold(storage, table, order: dict, why: str, by: str) -> dict:
     method = refunds.method_for(table, order)
     if method is None:
         # As at hold expiry: the payment may be complete at a gateway nobody can ask.
-        raise ActionError(409, f"order {order['_id']}: {refunds.no_method_reason(table, order)}: its payment "
+        raise ActionError(409, f"order {order.key}: {refunds.no_method_reason(table, order)}: its payment "
                                f"cannot be checked, so it is not cancelled")
     check = await call_cancel_payment(method, order)
     if check.state is PaymentState.PENDING:
         if can_check(method.provider):
-            raise ActionError(409, f"order {order['_id']}: the gateway reports the payment still in flight "
+            raise ActionError(409, f"order {order.key}: the gateway reports the payment still in flight "
                                    f"({check.detail or 'pending'}); try again later")
         check = PaymentCheck(PaymentState.FAILED, detail=why)  # it cannot be asked: as at hold expiry
     elif check.state is PaymentState.FAILED:
@@ -59,7 +59,7 @@ async def _cancel_hold(storage, table, order: dict, why: str, by: str) -> dict:
                              detail=why + (f" (gateway: {check.detail})" if check.detail else ""))
     outcome = await settle(storage, table, order, check, by=by)
     if outcome.result == PAID:
-        raise ActionError(409, f"order {order['_id']} is paid now (PROCESSING): the gateway reports the payment "
+        raise ActionError(409, f"order {order.key} is paid now (PROCESSING): the gateway reports the payment "
                                f"complete; cancel it again to refund it")
     return outcome.order
 
@@ -69,11 +69,11 @@ async def _cancel_paid(storage, table, order: dict, why: str, by: str, *, restoc
         state = refunds.totals(order)
         unresolved = any(e.get("status") == "requested" for e in refunds.refund_entries(order))
         if state.left > 0 or unresolved:
-            order = await refunds.refund(storage, table, order["_id"], reason=why, by=by)
+            order = await refunds.refund(storage, table, order.key, reason=why, by=by)
     if order.stock == StockState.HELD:
         # Paid, its units not yet marked sold (a settle still finishing): finish that first.
         await reservations.finish_commit(storage, order)
-        order = await refunds.get_order(storage, order["_id"])
+        order = await refunds.get_order(storage, order.key)
     state = refunds.totals(order)
     detail = why if refund else f"{why} (no refund: {state.left} of {state.captured} {state.currency} kept)"
     if refund and state.captured:
@@ -89,14 +89,14 @@ async def _cancel_paid(storage, table, order: dict, why: str, by: str, *, restoc
         current = await refunds.get_order(storage, order.key)
         if current.status == OrderStatus.CANCELLED:
             return current  # another cancel won
-        raise ActionError(409, f"order {order['_id']} changed meanwhile; try again")
-    log.info("order %s: PROCESSING -> CANCELLED (%s)", moved["_id"], detail)
+        raise ActionError(409, f"order {order.key} changed meanwhile; try again")
+    log.info("order %s: PROCESSING -> CANCELLED (%s)", moved.key, detail)
     if moved.stock == StockState.RETURNING:
         try:
             moved = await reservations.finish_take_back(storage, moved) or moved
         except Exception:
             log.exception("order %s: cancelled, but taking its units back failed; the reconciler will finish it",
-                          moved["_id"])
+                          moved.key)
     return moved
 
 

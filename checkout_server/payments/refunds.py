@@ -137,7 +137,7 @@ async def get_order(storage, order_key: str) -> dict:
 def _method(table, order: dict):
     method = method_for(table, order)
     if method is None:
-        raise ActionError(409, f"order {order['_id']}: {no_method_reason(table, order)}: nobody can ask its "
+        raise ActionError(409, f"order {order.key}: {no_method_reason(table, order)}: nobody can ask its "
                                f"gateway; refund at the gateway and record it as a manual refund")
     return method
 
@@ -145,13 +145,13 @@ def _method(table, order: dict):
 def _not_supported(method, order: dict, reason: str = "") -> ActionError:
     reason = reason or f"payment method {method.id} ({method.provider.name}) cannot refund through its gateway"
     return ActionError(400, f"{reason}: refund the customer another way and record it with "
-                            f"POST /api/admin/orders/{order['_id']}/refund "
+                            f"POST /api/admin/orders/{order.key}/refund "
                             f'{{"manual": true, "note": "..."}}')
 
 
 def _check_refundable(order: dict) -> None:
     if order.get("status") == OrderStatus.HOLD:
-        raise ActionError(409, f"order {order['_id']} is not paid (HOLD): cancel it instead")
+        raise ActionError(409, f"order {order['_id']} is not paid (HOLD): cancel it instead")  # also a change's dict
 
 
 async def refund(storage, table, order_key: str, amount: int | None = None, *, manual: bool = False,
@@ -188,7 +188,7 @@ async def refund(storage, table, order_key: str, amount: int | None = None, *, m
         return _answer(order, late[0])
     left = totals(order).left
     if left <= 0:
-        raise ActionError(409, f"order {order['_id']}: nothing left to refund")
+        raise ActionError(409, f"order {order.key}: nothing left to refund")
     amount = left if amount is None else amount
     _check_amount(amount, left)
     attempt = secrets.token_hex(8)
@@ -217,13 +217,13 @@ async def _record_manual(storage, order: dict, amount: int | None, note: str, re
                           {"note": ["Required for a manual refund."]})
     left = totals(order).left
     if left <= 0:
-        raise ActionError(409, f"order {order['_id']}: nothing left to refund")
+        raise ActionError(409, f"order {order.key}: nothing left to refund")
     amount = left if amount is None else amount
     _check_amount(amount, left)
     order = await _add_entry(storage, order, {
         "id": secrets.token_hex(8), "amount": amount, "status": "succeeded", "reference": None,
         "manual": True, "note": note, "by": by, "reason": reason})
-    log.info("order %s: manual refund of %s recorded by %s: %s", order["_id"], amount, by, note)
+    log.info("order %s: manual refund of %s recorded by %s: %s", order.key, amount, by, note)
     return order
 
 
@@ -241,7 +241,7 @@ async def _add_entry(storage, order: dict, entry: dict) -> dict:
         added = {**entry, "currency": state.currency, "requested_at": now, "updated_at": now, "detail": ""}
         return _flags(current, [*refund_entries(current), added])
 
-    return await storage.orders.transition(order["_id"], {}, change, current=order)
+    return await storage.orders.transition(order.key, {}, change, current=order)
 
 
 class _Finished(Exception):
@@ -264,9 +264,9 @@ async def _send(storage, method, order: dict, attempt_id: str, *, claim: bool = 
             return _updated(current, attempt_id, lease_until=now + LEASE)
 
         try:
-            order = await storage.orders.transition(order["_id"], {}, take_lease, current=order)
+            order = await storage.orders.transition(order.key, {}, take_lease, current=order)
         except _Finished:
-            current = await storage.orders.get(order["_id"])
+            current = await storage.orders.get(order.key)
             return current, _entry(current, attempt_id)
     entry = _entry(order, attempt_id)
     request = RefundRequest(amount=entry["amount"], currency=entry["currency"], attempt_id=attempt_id,
@@ -286,7 +286,7 @@ async def _send(storage, method, order: dict, attempt_id: str, *, claim: bool = 
         return order, _entry(order, attempt_id)
     order = await _record(storage, order, attempt_id, status=result.state.value, reference=result.reference,
                           detail=result.detail, amount=result.amount, unanswered=False)
-    log.info("order %s: refund %s of %s %s: %s (%s)", order["_id"], attempt_id, result.amount, result.currency,
+    log.info("order %s: refund %s of %s %s: %s (%s)", order.key, attempt_id, result.amount, result.currency,
              result.state.value, result.reference)
     return order, _entry(order, attempt_id)
 
@@ -320,7 +320,7 @@ async def _record(storage, order: dict, attempt_id: str, **fields) -> dict:
                 changes["payment.refund_needed"] = True
         return changes
 
-    return await storage.orders.transition(order["_id"], {}, change, current=order)
+    return await storage.orders.transition(order.key, {}, change, current=order)
 
 
 # -- what the gateway reports: notifications and checks of pending refunds
@@ -375,10 +375,10 @@ async def record_gateway_refunds(storage, order: dict, refunds: tuple[Refund, ..
         return _flags(current, entries)
 
     try:
-        updated = await storage.orders.transition(order["_id"], {}, change, current=order)
+        updated = await storage.orders.transition(order.key, {}, change, current=order)
     except _Finished:
         return order
-    log.info("order %s: refunds reported by the gateway recorded", order["_id"])
+    log.info("order %s: refunds reported by the gateway recorded", order.key)
     return updated
 
 
@@ -398,7 +398,7 @@ async def finish_pending_refunds(storage, table) -> list[str]:
             try:
                 reported = await call_check_refund(method, order, known)
             except ProviderError as exc:
-                log.warning("order %s: could not ask about refund %s: %s", order["_id"], entry["reference"], exc)
+                log.warning("order %s: could not ask about refund %s: %s", order.key, entry["reference"], exc)
                 continue
             if reported.state is not RefundState.PENDING:
                 reports.append(reported)
@@ -407,7 +407,7 @@ async def finish_pending_refunds(storage, table) -> list[str]:
                 await record_gateway_refunds(storage, order, tuple(reports))
             except RefundNotYetRecorded:
                 continue
-            changed.append(order["_id"])
+            changed.append(order.key)
     return changed
 
 
@@ -426,7 +426,7 @@ async def call_refund(method, order, request: RefundRequest) -> Refund:
     except ProviderCallError:
         raise GatewayError(f"payment method {method.id} failed") from None
     if result.state is not RefundState.FAILED and result.amount != request.amount:
-        log.error("order %s: asked payment method %s to refund %s, the gateway reports %s", order["_id"],
+        log.error("order %s: asked payment method %s to refund %s, the gateway reports %s", order.key,
                   method.id, request.amount, result.amount)
     return result
 
