@@ -267,11 +267,10 @@ def hot_carts(n: int, products: list[dict], rng: random.Random) -> list[dict[int
 async def verify_stock(storage: Storage) -> dict:
     """Oversold units and ledger mismatches (received == stock + units of live orders)."""
     oversold = mismatched = sold = 0
-    orders = await storage.orders.find({"status": {"$in": ["HOLD", "PROCESSING"]}}, limit=10**7)
     held: dict[int, int] = {}
-    for order in orders:
-        for item in order["items"]:
-            held[item["product"]] = held.get(item["product"], 0) + item["quantity"]
+    for order in await storage.orders.holding_units(limit=10**7):
+        for product, quantity in order.lines.items():
+            held[product] = held.get(product, 0) + quantity
     for product in await storage.products.all():
         units = held.get(product["_id"], 0)
         sold += units
