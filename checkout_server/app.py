@@ -12,8 +12,13 @@ from checkout_server.config import Config
 from checkout_server.handlers import all_handlers
 from checkout_server.methods.table import MethodTable
 from checkout_server.payments.sweeper import SWEEP_EVERY_SECONDS, Sweeper
-from checkout_server.plugin.manager import collect_providers, get_plugin_manager
-from checkout_server.plugin.web import AUTH_LEVELS, BaseHandler, NotFoundHandler
+from checkout_server.plugin.manager import (
+    collect_providers,
+    collect_routes,
+    get_plugin_manager,
+    route_auth_problem,
+)
+from checkout_server.plugin.web import NotFoundHandler
 from checkout_server.stock import commits
 from checkout_server.stock.reservations import RECONCILE_EVERY_SECONDS, Reconciler
 
@@ -78,11 +83,13 @@ class Application(tornado.web.Application):
         self.storage = storage
         # Requests being answered (BaseHandler adds and removes itself): a SIGTERM waits for them.
         self.inflight_requests: set = set()
-        routes = all_handlers() + collect_routes(plugin_manager)
-        for pattern, handler, *_ in routes:
-            check_route_auth(pattern, handler)
+        for pattern, handler, *_ in all_handlers():
+            problem = route_auth_problem(pattern, handler)
+            if problem:  # a bug of the core's own
+                raise RuntimeError(problem)
+        plugin_routes = collect_routes(plugin_manager)
         super().__init__(
-            routes,
+            all_handlers() + [route.spec for route in plugin_routes],
             default_handler_class=NotFoundHandler,
             storage=storage,
             method_registry=self.method_registry,
@@ -111,36 +118,3 @@ class Application(tornado.web.Application):
             if task is not None:
                 await task.stop()
         await self.method_registry.close()
-
-
-def check_route_auth(pattern: str, handler) -> None:
-    """Refuse a route that could end up public by accident (RuntimeError naming it).
-
-    Only BaseHandler.prepare checks tokens: a non-public route must use a BaseHandler, and
-    no class between it and BaseHandler may redefine `prepare` (subclasses override
-    `authorize`), or the token check could be skipped silently.
-    """
-    auth = getattr(handler, "auth", None)
-    name = getattr(handler, "__qualname__", repr(handler))
-    if auth not in AUTH_LEVELS:
-        raise RuntimeError(f"{name} must set auth to one of {AUTH_LEVELS} (route {pattern!r})")
-    is_base = isinstance(handler, type) and issubclass(handler, BaseHandler)
-    if auth != "public" and not is_base:
-        raise RuntimeError(f"route {pattern!r} ({name}) has auth={auth!r} but does not subclass "
-                           "checkout_server.plugin.web.BaseHandler, which checks the token")
-    if is_base:
-        for cls in handler.__mro__[:handler.__mro__.index(BaseHandler)]:
-            if "prepare" in vars(cls):
-                raise RuntimeError(f"route {pattern!r} ({name}): {cls.__qualname__} overrides prepare(), "
-                                   "which checks the token; override authorize() instead")
-
-
-def collect_routes(plugin_manager) -> list:
-    """The routes plugins add through `register_routes`, after the core's (which win)."""
-    routes: list = []
-
-    def register(pattern: str, handler_class, kwargs: dict | None = None):
-        routes.append((pattern, handler_class, kwargs or {}))
-
-    plugin_manager.hook.register_routes(register=register)
-    return routes

@@ -26,6 +26,7 @@ from checkout_server.plugin.manager import (
     PLUGINS_ENV,
     PluginError,
     collect_providers,
+    collect_routes,
     get_plugin_manager,
     get_plugins,
 )
@@ -91,9 +92,8 @@ def list_plugins(args) -> int:
     if args.config:
         # The checks start-up and SIGHUP make, so an admin can try a file before a reload.
         table = MethodTable.build(load_config(args.config), *collect_providers(pm))
-        methods = [{"id": m.id, "kind": m.config.kind, "provider": m.config.provider,
-                    "title": m.title, "active": m.active}
-                   for m in (*table.payment.values(), *table.shipping.values())]
+        collect_routes(pm)
+        methods = table.describe()
     if args.json:
         print(json.dumps(plugins if methods is None else {"plugins": plugins, "methods": methods},
                          indent=2))
@@ -149,6 +149,7 @@ async def serve_forever(args) -> int:
     # Fail on an unknown provider or bad settings before starting anything.
     plugin_manager = get_plugin_manager()
     MethodTable.build(config, *collect_providers(plugin_manager))
+    collect_routes(plugin_manager)
     # Only a file that builds is announced: a refused one is reported as an error alone.
     log.info("config %s: %d payment and %d shipping methods, site %s", config.path or "(none)",
              len(config.payment_methods), len(config.shipping_methods), config.site.base_url)

@@ -7,7 +7,11 @@ import pytest
 
 from checkout_server.plugin import hookspecs
 from checkout_server.plugin.hookspecs import hookimpl
-from checkout_server.plugin.manager import collect_providers, make_plugin_manager
+from checkout_server.plugin.manager import (
+    PluginError,
+    collect_providers,
+    make_plugin_manager,
+)
 from checkout_server.plugin.providers import PaymentProvider, ShippingProvider, Support
 from checkout_server.plugin.web import BaseHandler
 from checkout_server.testing import TestShop
@@ -104,7 +108,7 @@ async def test_hook_register_routes():
         def register_routes(self, register):
             register(r"/plugin/open", UnmarkedHandler)
 
-    with pytest.raises(RuntimeError, match="UnmarkedHandler must set auth"):
+    with pytest.raises(PluginError, match="UnmarkedHandler must set auth"):
         async with TestShop(plugins=[Unmarked()]):
             pass
 

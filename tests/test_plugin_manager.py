@@ -339,3 +339,75 @@ def test_cli_plugins_checks_a_config_file_before_a_reload(tmp_path, monkeypatch,
     assert cli.main(["plugins", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "shipping method 2" in err and "settings.cost" in err
+
+
+# -- plugin routes that could end up public: plugin errors before anything starts
+
+BAD_ROUTES = {
+    "plain": ("import tornado.web\n"
+              "class Export(tornado.web.RequestHandler):\n"
+              "    auth = 'customer'\n"
+              "    def get(self):\n"
+              "        self.write({})\n"),
+    "prepare": ("from checkout_server.plugin import BaseHandler\n"
+                "class Export(BaseHandler):\n"
+                "    auth = 'customer'\n"
+                "    async def prepare(self):\n"
+                "        pass\n"),
+}
+ROUTES_HOOK = ("from checkout_server.plugin import hookimpl\n"
+               "@hookimpl\n"
+               "def register_routes(register):\n"
+               "    register(r'/acme/export', Export)\n")
+
+
+@pytest.fixture
+def no_database(monkeypatch):
+    """Fails the test if `serve` gets as far as starting a database."""
+    from checkout_server.storage import embedded
+
+    def refuse(self):
+        raise AssertionError("the database was started")
+
+    monkeypatch.setattr(embedded.EmbeddedMongo, "start", refuse)
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+
+
+@pytest.mark.parametrize("kind", BAD_ROUTES)
+def test_a_plugin_route_that_would_skip_the_token_check_stops_serve_and_plugins_with_exit_2(
+        kind, site, tmp_path, monkeypatch, capsys, no_database):
+    write_dist(site, "acme-export", {"acme_export": "acme_export"},
+               {"acme_export": BAD_ROUTES[kind] + ROUTES_HOOK})
+    monkeypatch.setenv("CHECKOUT_PLUGINS", "acme-export")
+    config = tmp_path / "shop.toml"
+    config.write_text("[site]\ncurrency = 'EUR'\n")
+    for argv in (["serve", "--config", str(config), "--port", "0"], ["plugins", "--config", str(config)]):
+        monkeypatch.setattr(pluginmanager, "pm", None)
+        assert cli.main(argv) == 2, argv
+        captured = capsys.readouterr()
+        [line] = captured.err.splitlines()
+        assert line.startswith("checkout-server: plugin error: plugin 'acme_export': route '/acme/export': ")
+        assert ("overrides prepare()" if kind == "prepare" else "does not subclass") in line
+        assert "Traceback" not in captured.err
+
+
+@needs_first_party
+def test_cli_plugins_json_shows_plugins_alone_or_with_the_configured_methods(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CHECKOUT_PLUGINS", FIRST_PARTY)
+    monkeypatch.setattr(pluginmanager, "pm", None)
+    assert cli.main(["plugins", "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert isinstance(alone, list) and {p["name"] for p in alone} == {"cash_on_delivery", "shipping_basic"}
+    assert set(alone[0]) == {"name", "distribution", "version", "hooks", "payment_providers",
+                             "shipping_providers"}
+    config = tmp_path / "shop.toml"
+    config.write_text('[[payment_methods]]\nid = 1\nprovider = "cash_on_delivery"\ntitle = "COD"\n'
+                      '[[shipping_methods]]\nid = 2\nprovider = "store_pickup"\nactive = false\n')
+    assert cli.main(["plugins", "--json", "--config", str(config)]) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert both["plugins"] == alone
+    assert both["methods"] == [
+        {"id": 1, "kind": "payment", "provider": "cash_on_delivery", "title": "COD", "active": True,
+         "flow": "direct"},
+        {"id": 2, "kind": "shipping", "provider": "store_pickup", "title": "store_pickup", "active": False},
+    ]

@@ -3,8 +3,8 @@
 import pytest
 import tornado.web
 
-from checkout_server.plugin.hookspecs import hookimpl
-from checkout_server.plugin.web import APIError, BaseHandler
+from checkout_server.plugin import APIError, BaseHandler, hookimpl
+from checkout_server.plugin.manager import PluginError
 from checkout_server.testing import TestShop, make_urls, query_params
 
 
@@ -53,7 +53,7 @@ class InheritsForgetfulPrepare(ForgetfulChild):
 @pytest.mark.parametrize("handler", [PlainAdminExport, ForgetfulAdminExport, InheritsForgetfulPrepare])
 @pytest.mark.gen_test
 async def test_the_app_refuses_a_protected_route_that_would_not_check_the_token(handler):
-    with pytest.raises(RuntimeError, match=r"/acme/admin/export"):
+    with pytest.raises(PluginError, match=r"^plugin 'Plugin': route '/acme/admin/export': "):
         async with TestShop(plugins=[_routes_plugin((r"/acme/admin/export", handler))]):
             pass
 

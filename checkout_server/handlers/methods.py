@@ -94,16 +94,9 @@ class AdminPluginsHandler(BaseHandler):
 
     async def get(self):
         table = self.methods
-        methods = []
-        for m in (*table.payment.values(), *table.shipping.values()):
-            entry = {"id": m.id, "kind": m.config.kind, "provider": m.config.provider,
-                     "title": m.title, "active": m.active}
-            if m.config.kind == "payment":
-                entry["flow"] = m.provider.flow
-            methods.append(entry)
         self.send({
             "plugins": get_plugins(self.settings["plugin_manager"]),
-            "methods": methods,
+            "methods": table.describe(),
             "config": table.config.path,
         })
 

@@ -67,6 +67,17 @@ class MethodTable:
         method = self.shipping.get(method_id)
         return method if method is not None and method.active else None
 
+    def describe(self) -> list[dict]:
+        """Every configured method as `plugins --config --json` and GET /api/admin/plugins show it."""
+        described = []
+        for m in (*self.payment.values(), *self.shipping.values()):
+            entry = {"id": m.id, "kind": m.config.kind, "provider": m.config.provider,
+                     "title": m.title, "active": m.active}
+            if m.config.kind == "payment":
+                entry["flow"] = m.provider.flow
+            described.append(entry)
+        return described
+
     def providers(self) -> list[Provider]:
         return [m.provider for m in (*self.payment.values(), *self.shipping.values())]
 

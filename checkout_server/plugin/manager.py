@@ -13,11 +13,14 @@ import importlib.metadata
 import logging
 import os
 import re
+from typing import NamedTuple
 
 import pluggy
+import tornado.web
 
 from checkout_server.plugin import hookspecs
 from checkout_server.plugin.providers import PaymentProvider, ShippingProvider
+from checkout_server.plugin.web import AUTH_LEVELS, BaseHandler
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +184,65 @@ def get_plugins(plugin_manager: pluggy.PluginManager) -> list[dict]:
             "shipping_providers": sorted(provided.get("shipping_providers", [])),
         })
     return sorted(out, key=lambda p: p["name"])
+
+
+class PluginRoute(NamedTuple):
+    """A route a plugin added through `register_routes`."""
+
+    plugin: str
+    pattern: str
+    handler: type
+    kwargs: dict
+
+    @property
+    def spec(self) -> tuple:
+        """The (pattern, handler, kwargs) Tornado takes."""
+        return (self.pattern, self.handler, self.kwargs)
+
+
+def collect_routes(plugin_manager: pluggy.PluginManager) -> list[PluginRoute]:
+    """The routes every plugin adds, each checked (PluginError naming the plugin and route).
+
+    Start-up and `plugins --config` call this before anything is started, so a route that
+    could end up public by accident stops the service with one line, not a traceback.
+    """
+    routes: list[PluginRoute] = []
+    # In pluggy's call order (the last registered plugin first), each plugin's own impl,
+    # so every route is attributed to its plugin.
+    for impl in reversed(plugin_manager.hook.register_routes.get_hookimpls()):
+        plugin = _plugin_label(plugin_manager, impl.plugin)
+
+        def register(pattern: str, handler_class, kwargs: dict | None = None, plugin: str = plugin):
+            routes.append(PluginRoute(plugin, pattern, handler_class, kwargs or {}))
+
+        impl.function(register=register)
+    for route in routes:
+        problem = route_auth_problem(route.pattern, route.handler)
+        if problem:
+            raise PluginError(f"plugin {route.plugin!r}: {problem}")
+    return routes
+
+
+def route_auth_problem(pattern: str, handler) -> str | None:
+    """Why a route could end up public by accident, or None.
+
+    Only BaseHandler.prepare checks tokens: a non-public route must use a BaseHandler, and
+    no class between it and BaseHandler may redefine `prepare` (subclasses override
+    `authorize`), or the token check could be skipped silently.
+    """
+    name = getattr(handler, "__qualname__", repr(handler))
+    if not (isinstance(handler, type) and issubclass(handler, tornado.web.RequestHandler)):
+        return f"route {pattern!r}: {name} is not a tornado.web.RequestHandler class"
+    auth = getattr(handler, "auth", None)
+    if auth not in AUTH_LEVELS:
+        return f"route {pattern!r}: {name} must set auth to one of {', '.join(AUTH_LEVELS)} (got {auth!r})"
+    is_base = issubclass(handler, BaseHandler)
+    if auth != "public" and not is_base:
+        return (f"route {pattern!r}: {name} has auth={auth!r} but does not subclass "
+                "checkout_server.plugin.BaseHandler, which checks the token")
+    if is_base:
+        for cls in handler.__mro__[:handler.__mro__.index(BaseHandler)]:
+            if "prepare" in vars(cls):
+                return (f"route {pattern!r}: {cls.__qualname__} overrides prepare(), which checks "
+                        "the token; override authorize() instead")
+    return None
