@@ -1,6 +1,7 @@
 """The config file (TOML): site settings and the payment and shipping methods.
 
-Every error names the file, the method and the field, so an admin can fix it at once.
+The file's schema is marshmallow's (as providers' settings are); every error is one line
+naming the file, the method and the field, so an admin can fix it at once.
 """
 
 from __future__ import annotations
@@ -9,7 +10,11 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+from checkout_server.schemas import StrictBoolean, StrictInteger
 
 DEFAULT_CONFIG = "config/checkout.toml"
 
@@ -74,87 +79,148 @@ def load_config(path: str | os.PathLike | None) -> Config:
     return parse_config(raw, str(p))
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+class _Table(Schema):
+    """A TOML table: unknown keys and anything but a table are errors."""
+
+    class Meta:
+        unknown = RAISE
+
+    error_messages: ClassVar[dict] = {"type": "must be a table", "unknown": "unknown field"}
+
+
+def _currency_code(value: str) -> None:
+    if not (len(value) == 3 and value.isalpha()):
+        raise ValidationError("must be a 3-letter ISO 4217 code")
+
+
+def _http_url(**kwargs) -> fields.String:
+    message = "must be an http(s) URL"
+    return fields.String(validate=validate.Regexp(r"^https?://", error=message),
+                         error_messages={"invalid": message}, **kwargs)
+
+
+def _positive_integer(default: int) -> StrictInteger:
+    message = "must be a positive integer"
+    return StrictInteger(load_default=default, validate=validate.Range(min=1, error=message),
+                         error_messages={"invalid": message})
+
+
+class SiteSchema(_Table):
+    currency = fields.String(load_default=SiteConfig.currency, validate=_currency_code,
+                             error_messages={"invalid": "must be a 3-letter ISO 4217 code"})
+    return_url = _http_url(load_default=SiteConfig.return_url)
+    base_url = _http_url(load_default=SiteConfig.base_url)
+    hold_minutes = _positive_integer(SiteConfig.hold_minutes)
+    unpaid_orders_per_customer = _positive_integer(SiteConfig.unpaid_orders_per_customer)
+    unpaid_units_per_customer = _positive_integer(SiteConfig.unpaid_units_per_customer)
+    idempotency_keys_per_customer = _positive_integer(SiteConfig.idempotency_keys_per_customer)
+    storefront = StrictBoolean(load_default=SiteConfig.storefront,
+                               error_messages={"invalid": "must be true or false"})
+
+
+class MethodSchema(_Table):
+    id = StrictInteger(required=True, validate=validate.Range(min=1, error="must be a positive integer"),
+                       error_messages={"invalid": "must be a positive integer",
+                                       "required": "must be a positive integer"})
+    provider = fields.String(required=True, validate=validate.Length(min=1, error="must be a provider name"),
+                             error_messages={"invalid": "must be a provider name",
+                                             "required": "must be a provider name"})
+    title = fields.String(load_default=None, validate=validate.Predicate("strip", error="must be a non-empty string"),
+                          error_messages={"invalid": "must be a non-empty string"})
+    active = StrictBoolean(load_default=True, error_messages={"invalid": "must be true or false"})
+    settings = fields.Dict(load_default=dict, error_messages={"invalid": "must be a table"})
+
+
+def _methods(kind: str) -> fields.List:
+    return fields.List(fields.Nested(MethodSchema), load_default=list, data_key=f"{kind}_methods",
+                       error_messages={"invalid": f"[[{kind}_methods]] must be an array of tables"})
+
+
+class ConfigSchema(_Table):
+    site = fields.Nested(SiteSchema, required=True)  # parse_config gives an empty one by default
+    payment_methods = _methods("payment")
+    shipping_methods = _methods("shipping")
+
+    @validates("payment_methods")
+    def _unique_payment_ids(self, methods, **kwargs):
+        _unique_ids(methods, "payment")
+
+    @validates("shipping_methods")
+    def _unique_shipping_ids(self, methods, **kwargs):
+        _unique_ids(methods, "shipping")
+
+
+def _unique_ids(methods: list[dict], kind: str) -> None:
+    seen: set[int] = set()
+    for index, method in enumerate(methods):
+        if "id" not in method:  # an entry with errors of its own, reported first
+            continue
+        if method["id"] in seen:
+            message = f"[[{kind}_methods]] id {method['id']} appears twice (ids are unique per kind)"
+            raise ValidationError({index: {"id": [message]}})
+        seen.add(method["id"])
 
 
 def parse_config(raw: dict, path: str | None) -> Config:
     where = path or "<config>"
-    unknown = set(raw) - {"site", "payment_methods", "shipping_methods"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown section(s): {', '.join(sorted(unknown))}")
-    site = _parse_site(raw.get("site", {}), where)
-    payment = _parse_methods(raw.get("payment_methods", []), "payment", where)
-    shipping = _parse_methods(raw.get("shipping_methods", []), "shipping", where)
-    return Config(path, site, payment, shipping)
-
-
-def _parse_site(raw, where) -> SiteConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: [site] must be a table")
-    defaults = SiteConfig()
-    unknown = set(raw) - set(SiteConfig.__dataclass_fields__)
-    if unknown:
-        raise ConfigError(f"{where}: [site]: unknown field(s): {', '.join(sorted(unknown))}")
-    currency = raw.get("currency", defaults.currency)
-    if not (isinstance(currency, str) and len(currency) == 3 and currency.isalpha()):
-        raise ConfigError(f"{where}: [site] currency: must be a 3-letter ISO 4217 code")
-    hold = raw.get("hold_minutes", defaults.hold_minutes)
-    if not _is_int(hold) or hold < 1:
-        raise ConfigError(f"{where}: [site] hold_minutes: must be a positive integer")
-    for name in ("return_url", "base_url"):
-        value = raw.get(name, getattr(defaults, name))
-        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}: [site] {name}: must be an http(s) URL")
-    limits = {name: raw.get(name, getattr(defaults, name)) for name in LIMITS}
-    for name, value in limits.items():
-        if not _is_int(value) or value < 1:
-            raise ConfigError(f"{where}: [site] {name}: must be a positive integer")
-    storefront = raw.get("storefront", defaults.storefront)
-    if not isinstance(storefront, bool):
-        raise ConfigError(f"{where}: [site] storefront: must be true or false")
-    return SiteConfig(
-        currency=currency.upper(),
-        return_url=raw.get("return_url", defaults.return_url),
-        base_url=raw.get("base_url", defaults.base_url).rstrip("/"),
-        hold_minutes=hold,
-        **limits,
-        storefront=storefront,
+    try:
+        data = ConfigSchema().load({"site": {}, **raw})
+    except ValidationError as exc:
+        raise ConfigError(f"{where}: {_first_problem(exc.messages, raw)}") from None
+    site = data["site"]
+    return Config(
+        path,
+        SiteConfig(currency=site["currency"].upper(), return_url=site["return_url"],
+                   base_url=site["base_url"].rstrip("/"), hold_minutes=site["hold_minutes"],
+                   storefront=site["storefront"], **{name: site[name] for name in LIMITS}),
+        _method_configs(data["payment_methods"], "payment"),
+        _method_configs(data["shipping_methods"], "shipping"),
     )
 
 
-def _parse_methods(raw, kind, where) -> tuple[MethodConfig, ...]:
-    section = f"{kind}_methods"
-    if not isinstance(raw, list):
-        raise ConfigError(f"{where}: [[{section}]] must be an array of tables")
-    seen: set[int] = set()
-    methods = []
-    for index, entry in enumerate(raw):
-        label = f"{where}: {section}[{index}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{label}: must be a table")
-        method_id = entry.get("id")
-        if not _is_int(method_id) or method_id < 1:
-            raise ConfigError(f"{label}: id: must be a positive integer")
-        label = f"{where}: {kind} method {method_id}"
-        if method_id in seen:
-            raise ConfigError(f"{label}: id: [[{section}]] id {method_id} appears twice "
-                              f"(ids are unique per kind)")
-        seen.add(method_id)
-        unknown = set(entry) - {"id", "provider", "title", "active", "settings"}
+def _method_configs(methods: list[dict], kind: str) -> tuple[MethodConfig, ...]:
+    return tuple(MethodConfig(kind, m["id"], m["provider"], m["title"] or m["provider"], m["active"],
+                              m["settings"]) for m in methods)
+
+
+def _first_problem(messages: dict, raw: dict) -> str:
+    """marshmallow's messages as the one line an admin reads: section, method, field, problem.
+
+    Problems are reported in the file's reading order, one at a time, as a person fixes them.
+    """
+    unknown = sorted(name for name in messages if name not in ConfigSchema().fields)
+    if unknown:
+        return f"unknown section(s): {', '.join(unknown)}"
+    if "site" in messages:
+        problems = messages["site"]
+        if "_schema" in problems:
+            return "[site] must be a table"
+        unknown = sorted(name for name in problems if name not in SiteSchema().fields)
         if unknown:
-            raise ConfigError(f"{label}: unknown field(s): {', '.join(sorted(unknown))}")
-        provider = entry.get("provider")
-        if not isinstance(provider, str) or not provider:
-            raise ConfigError(f"{label}: provider: must be a provider name")
-        title = entry.get("title", provider)
-        if not isinstance(title, str) or not title.strip():
-            raise ConfigError(f"{label}: title: must be a non-empty string")
-        active = entry.get("active", True)
-        if not isinstance(active, bool):
-            raise ConfigError(f"{label}: active: must be true or false")
-        settings = entry.get("settings", {})
-        if not isinstance(settings, dict):
-            raise ConfigError(f"{label}: settings: must be a table")
-        methods.append(MethodConfig(kind, method_id, provider, title, active, settings))
-    return tuple(methods)
+            return f"[site]: unknown field(s): {', '.join(unknown)}"
+        name = next(name for name in SiteSchema().fields if name in problems)
+        return f"[site] {name}: {problems[name][0]}"
+    for kind in ("payment", "shipping"):
+        section = f"{kind}_methods"
+        if section not in messages:
+            continue
+        problems = messages[section]
+        if isinstance(problems, list):
+            return problems[0]
+        index = min(problems)
+        return _method_problem(problems[index], raw[section][index], kind, index)
+    raise AssertionError(f"unexpected config messages: {messages}")  # pragma: no cover
+
+
+def _method_problem(problems: dict, entry, kind: str, index: int) -> str:
+    label = f"{kind}_methods[{index}]"
+    if "_schema" in problems:
+        return f"{label}: {problems['_schema'][0]}"
+    if "id" in problems and "appears twice" not in problems["id"][0]:
+        return f"{label}: id: {problems['id'][0]}"
+    label = f"{kind} method {entry['id']}"
+    unknown = sorted(name for name in problems if name not in MethodSchema().fields)
+    if unknown and "id" not in problems:
+        return f"{label}: unknown field(s): {', '.join(unknown)}"
+    name = next(name for name in MethodSchema().fields if name in problems)
+    return f"{label}: {name}: {problems[name][0]}"

@@ -169,3 +169,25 @@ def test_serve_refuses_to_start_on_a_bad_method(tmp_path, monkeypatch, capsys, c
     assert "provider" in err
     # The file is announced ("config X: N payment and M shipping methods") only once it builds.
     assert "payment and" not in caplog.text
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"site": 5}, "[site] must be a table"),
+    ({"site": {"currency": 978}}, "[site] currency: must be a 3-letter ISO 4217 code"),
+    ({"site": {"return_url": 7}}, "[site] return_url: must be an http(s) URL"),
+    ({"site": {"hold_minutes": 1.5}}, "[site] hold_minutes: must be a positive integer"),
+    ({"shop": {}, "extra": 1}, "unknown section(s): extra, shop"),
+    ({"payment_methods": [5]}, "payment_methods[0]: must be a table"),
+    ({"payment_methods": [{"provider": "x"}]}, "payment_methods[0]: id: must be a positive integer"),
+    ({"payment_methods": [{"id": 1, "provider": "x", "title": 7}]},
+     "payment method 1: title: must be a non-empty string"),
+    ({"shipping_methods": [{"id": 2}]}, "shipping method 2: provider: must be a provider name"),
+    ({"shipping_methods": [{"id": 2, "provider": "x", "settings": [1]}]}, "shipping method 2: settings: must be a table"),
+    # The first problem in reading order, one at a time: the duplicate before the second's own field.
+    ({"payment_methods": [{"id": 1, "provider": "x"}, {"id": 1, "provider": "y", "active": 1}]},
+     "payment method 1: id: [[payment_methods]] id 1 appears twice (ids are unique per kind)"),
+])
+def test_every_schema_problem_is_one_line_naming_file_section_and_field(raw, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw, "shop.toml")
+    assert str(error.value) == f"shop.toml: {message}"
