@@ -16,6 +16,7 @@ from checkout_server.plugin.manager import (
     collect_providers,
     collect_routes,
     get_plugin_manager,
+    provider_owners,
     route_auth_problem,
 )
 from checkout_server.plugin.web import NotFoundHandler
@@ -35,16 +36,20 @@ class MethodRegistry:
     # Old providers stay open this long after a swap, for checkouts still using them.
     CLOSE_GRACE_SECONDS = 120
 
-    def __init__(self, table: MethodTable, plugin_manager):
-        self.table = table
+    def __init__(self, config: Config, plugin_manager, storage):
         self.plugin_manager = plugin_manager
+        self.storage = storage
         self._retired: dict[MethodTable, asyncio.Task] = {}
         self._swapping = asyncio.Lock()
+        self.table = self.build(config)
 
     def build(self, config: Config) -> MethodTable:
         """A new table from `config`; raises ConfigError/PluginError, changing nothing."""
         payment, shipping = collect_providers(self.plugin_manager)
-        return MethodTable.build(config, payment, shipping)
+        owners = provider_owners(self.plugin_manager)
+        # Each provider gets its plugin's documents, the ones the plugin's routes get too.
+        return MethodTable.build(config, payment, shipping,
+                                 lambda cls: self.storage.plugin_documents(owners.get(cls, cls.name)))
 
     async def swap(self, new_table: MethodTable) -> None:
         """Start `new_table`'s providers, then make it current; on failure keep the old one."""
@@ -77,9 +82,7 @@ class Application(tornado.web.Application):
     def __init__(self, storage, config: Config, *, plugin_manager=None, admin_token: str | None = None,
                  **settings):
         plugin_manager = plugin_manager or get_plugin_manager()
-        payment, shipping = collect_providers(plugin_manager)
-        table = MethodTable.build(config, payment, shipping)
-        self.method_registry = MethodRegistry(table, plugin_manager)
+        self.method_registry = MethodRegistry(config, plugin_manager, storage)
         self.storage = storage
         # Requests being answered (BaseHandler adds and removes itself): a SIGTERM waits for them.
         self.inflight_requests: set = set()
@@ -94,6 +97,8 @@ class Application(tornado.web.Application):
             storage=storage,
             method_registry=self.method_registry,
             plugin_manager=plugin_manager,
+            # Which plugin each plugin route is of: BaseHandler.documents hands out its documents.
+            route_plugins={route.handler: route.plugin for route in plugin_routes},
             admin_token=admin_token,
             **settings,
         )

@@ -48,9 +48,9 @@ def listen_url(host: str, port: int) -> str:
 def follow_listen_address(config: Config, host: str, port: int) -> Config:
     """The config with its loopback site URLs moved to the address the demo listens on.
 
-    The demo config says http://127.0.0.1:8888; run with PORT=9000 and the sandbox's pages,
-    its server-side verification and the return URL must all be on :9000 instead, or the
-    redirect flow cannot reach its own gateway. Public (non-loopback) URLs are left alone.
+    The demo config says http://127.0.0.1:8888; run with PORT=9000 and the sandbox's pages
+    and the return URL must both be on :9000 instead, or the shopper's browser is sent
+    where nothing listens. Public (non-loopback) URLs are left alone.
     """
     site = config.site
     configured = urlsplit(site.base_url)

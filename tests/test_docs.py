@@ -123,3 +123,26 @@ def test_the_first_party_settings_are_documented():
     for name in ("cash_on_delivery", "flat_rate", "free_shipping_over", "weight_table",
                  "store_pickup", "digital_delivery", "max_total", "threshold", "up_to_grams"):
         assert name in PLUGINS_DOC
+
+
+def test_readme_and_plugin_docs_import_only_the_public_api():
+    public = {"checkout_server.plugin", "checkout_server.testing"}
+    for path in (ROOT / "README.md", ROOT / "docs" / "plugins.md"):
+        text = path.read_text(encoding="utf-8")
+        used = set(re.findall(r"\bcheckout_server(?:\.[a-z_]+)+", text))
+        assert used <= public, f"{path.name} names internal modules: {sorted(used - public)}"
+
+
+def test_the_reload_grace_period_is_the_one_documented():
+    from checkout_server.app import MethodRegistry
+
+    grace = MethodRegistry.CLOSE_GRACE_SECONDS
+    assert f"called {grace} seconds after the swap" in PLUGINS_DOC
+    assert f"{grace} seconds after the new ones took over" in PLUGINS_DOC
+
+
+def test_the_plugin_api_documents_every_name_it_offers():
+    import checkout_server.plugin as api
+
+    for name in ("Site", "PluginDocuments", "DocumentExists", "APIError", "BaseHandler"):
+        assert name in api.__all__ and f"`{name}" in PLUGINS_DOC, name

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from marshmallow import ValidationError
@@ -20,7 +21,9 @@ from checkout_server.plugin.providers import (
     PaymentProvider,
     Provider,
     ShippingProvider,
+    Site,
 )
+from checkout_server.storage.plugin_documents import PluginDocuments
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +53,14 @@ class MethodTable:
         self.shipping = shipping
 
     @classmethod
-    def build(cls, config: Config, payment_providers: dict, shipping_providers: dict) -> MethodTable:
-        payment = {m.id: _bind(m, payment_providers, PaymentProvider, config) for m in config.payment_methods}
-        shipping = {m.id: _bind(m, shipping_providers, ShippingProvider, config) for m in config.shipping_methods}
+    def build(cls, config: Config, payment_providers: dict, shipping_providers: dict,
+              documents_for: Callable[[type], PluginDocuments] | None = None) -> MethodTable:
+        """Bind each configured method to an instance of its provider; `documents_for(cls)`
+        gives the instance its plugin's documents (none when only checking a config)."""
+        payment = {m.id: _bind(m, payment_providers, PaymentProvider, config, documents_for)
+                   for m in config.payment_methods}
+        shipping = {m.id: _bind(m, shipping_providers, ShippingProvider, config, documents_for)
+                    for m in config.shipping_methods}
         return cls(config, payment, shipping)
 
     @property
@@ -90,7 +98,8 @@ class MethodTable:
             await provider_calls.close_provider(provider)
 
 
-def _bind(method: MethodConfig, registry: dict, base: type, config: Config) -> BoundMethod:
+def _bind(method: MethodConfig, registry: dict, base: type, config: Config,
+          documents_for: Callable[[type], PluginDocuments] | None) -> BoundMethod:
     where = f"{config.path or '<config>'}: {method.kind} method {method.id}"
     cls = registry.get(method.provider)
     if cls is None:
@@ -109,6 +118,9 @@ def _bind(method: MethodConfig, registry: dict, base: type, config: Config) -> B
                              for name, message in _flatten(exc.normalized_messages()))
         raise ConfigError(f"{where}: {problems}") from None
     instance = cls(Method(method.id, method.title, method.kind), settings)
+    instance.site = Site(base_url=config.site.base_url, currency=config.site.currency)
+    if documents_for is not None:
+        instance.documents = documents_for(cls)
     return BoundMethod(method, instance)
 
 

@@ -9,7 +9,9 @@ core may change without notice. The modules behind these names:
 - `providers`: provider base classes, their value types and errors;
 - `gateway_http`: `GatewayClient`, the HTTP client a provider talks to its gateway with;
 - `fake_gateway`: the kit for writing a local fake of a gateway;
-- `web`: `BaseHandler` and `APIError` for a plugin's own routes.
+- `web`: `BaseHandler` and `APIError` for a plugin's own routes;
+- `PluginDocuments`: a plugin's own documents, handed out by the core to its providers
+  (`provider.documents`) and its routes (`handler.documents`).
 """
 
 from checkout_server.plugin.fake_gateway import (
@@ -57,9 +59,11 @@ from checkout_server.plugin.providers import (
     RefundRequest,
     RefundState,
     ShippingProvider,
+    Site,
     Support,
 )
 from checkout_server.plugin.web import APIError, BaseHandler
+from checkout_server.storage.plugin_documents import DocumentExists, PluginDocuments
 
 __all__ = [
     "MAX_MONEY",
@@ -69,6 +73,7 @@ __all__ = [
     "BaseHandler",
     "Cart",
     "CartLine",
+    "DocumentExists",
     "FakeState",
     "Faults",
     "GatewayAnswer",
@@ -85,6 +90,7 @@ __all__ = [
     "PaymentStart",
     "PaymentState",
     "PaymentUrls",
+    "PluginDocuments",
     "Provider",
     "ProviderError",
     "Refund",
@@ -93,6 +99,7 @@ __all__ = [
     "RefundState",
     "RunningFake",
     "ShippingProvider",
+    "Site",
     "Support",
     "add_payment_page",
     "approval_page",

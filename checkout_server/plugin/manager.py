@@ -100,7 +100,7 @@ def check_hooks(pm: pluggy.PluginManager) -> None:
         for impl in caller.get_hookimpls():
             if impl.optionalhook:
                 continue
-            plugin = _plugin_label(pm, impl.plugin)
+            plugin = plugin_name(pm, impl.plugin)
             closest = difflib.get_close_matches(name, known, n=1)
             hint = f"did you mean {closest[0]!r}?" if closest else f"the hooks are {', '.join(known)}"
             raise PluginError(f"plugin {plugin!r}: unknown hook {name!r} — {hint}")
@@ -112,8 +112,9 @@ def check_hooks(pm: pluggy.PluginManager) -> None:
         raise PluginError(f"plugin {name!r}: {exc}") from exc
 
 
-def _plugin_label(pm: pluggy.PluginManager, plugin) -> str:
-    """The plugin's registered name; pluggy names an object registered without one by its id."""
+def plugin_name(pm: pluggy.PluginManager, plugin) -> str:
+    """The plugin's registered name (its entry point's); pluggy names an object registered
+    without one by its id, so that one goes by its module's or class's name."""
     name = pm.get_name(plugin)
     if name and not name.isdigit():
         return name
@@ -158,6 +159,16 @@ def collect_providers(plugin_manager: pluggy.PluginManager) -> tuple[dict, dict]
     plugin_manager.hook.register_shipping_providers(
         register=_registrar(shipping, ShippingProvider, "shipping"))
     return payment, shipping
+
+
+def provider_owners(plugin_manager: pluggy.PluginManager) -> dict[type, str]:
+    """{provider class: the name of the plugin that registered it}, for the plugin's documents."""
+    owners: dict[type, str] = {}
+    for hook in ("register_payment_providers", "register_shipping_providers"):
+        for impl in getattr(plugin_manager.hook, hook).get_hookimpls():
+            plugin = plugin_name(plugin_manager, impl.plugin)
+            impl.function(register=lambda cls, plugin=plugin: owners.setdefault(cls, plugin))
+    return owners
 
 
 def get_plugins(plugin_manager: pluggy.PluginManager) -> list[dict]:
@@ -210,7 +221,7 @@ def collect_routes(plugin_manager: pluggy.PluginManager) -> list[PluginRoute]:
     # In pluggy's call order (the last registered plugin first), each plugin's own impl,
     # so every route is attributed to its plugin.
     for impl in reversed(plugin_manager.hook.register_routes.get_hookimpls()):
-        plugin = _plugin_label(plugin_manager, impl.plugin)
+        plugin = plugin_name(plugin_manager, impl.plugin)
 
         def register(pattern: str, handler_class, kwargs: dict | None = None, plugin: str = plugin):
             routes.append(PluginRoute(plugin, pattern, handler_class, kwargs or {}))

@@ -14,6 +14,8 @@ from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema
 
+from checkout_server.storage.plugin_documents import PluginDocuments
+
 __all__ = [
     "MAX_MONEY",
     "Address",
@@ -37,6 +39,7 @@ __all__ = [
     "RefundRequest",
     "RefundState",
     "ShippingProvider",
+    "Site",
     "Support",
 ]
 
@@ -120,6 +123,16 @@ class Method:
     id: int
     title: str
     kind: str  # "payment" or "shipping"
+
+
+@dataclass(frozen=True)
+class Site:
+    """The shop a method serves, from the config's `[site]` table."""
+
+    # This service's public address (no trailing slash): where a provider that serves its
+    # own pages (through `register_routes`) sends the shopper.
+    base_url: str = "http://localhost:8888"
+    currency: str = "EUR"
 
 
 @dataclass(frozen=True)
@@ -283,6 +296,12 @@ class Provider:
     name: ClassVar[str]
     settings_schema: ClassVar[type[Schema]] = NoSettings
     kind: ClassVar[str]
+
+    # Set by the core when it binds a configured method to this provider, before `startup()`:
+    # the shop it serves, and its plugin's own documents (`PluginDocuments`, shared with the
+    # plugin's routes). None outside the service, say in a unit test that passes none.
+    site: Site = Site()
+    documents: PluginDocuments | None = None
 
     def __init__(self, method: Method, settings: Mapping[str, Any]):
         self.method = method

@@ -28,7 +28,9 @@ from http import HTTPStatus
 import tornado.web
 from marshmallow import Schema, ValidationError
 
+from checkout_server.plugin.providers import Method, Site
 from checkout_server.storage import UNAVAILABLE_ERRORS
+from checkout_server.storage.plugin_documents import PluginDocuments
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,28 @@ class BaseHandler(tornado.web.RequestHandler):
     def methods(self):
         """The current method table; read it once per request and keep the reference."""
         return self.settings["method_registry"].table
+
+    # -- for plugin routes (documented in docs/plugins.md)
+    @property
+    def site(self) -> Site:
+        """The shop this service is: `[site]` base_url and currency, as providers see it."""
+        site = self.methods.site
+        return Site(base_url=site.base_url, currency=site.currency)
+
+    @property
+    def documents(self) -> PluginDocuments:
+        """The documents of the plugin that registered this route: its providers get the same."""
+        plugin = self.settings.get("route_plugins", {}).get(type(self))
+        if plugin is None:
+            raise RuntimeError(f"{type(self).__qualname__} is no plugin's route: it has no plugin documents")
+        return self.storage.plugin_documents(plugin)
+
+    def configured_methods(self, provider: str) -> list[Method]:
+        """The methods the config file makes of provider `provider` (active or not), in id order."""
+        table = self.methods
+        bound = (*table.payment.values(), *table.shipping.values())
+        return sorted((m.provider.method for m in bound if m.config.provider == provider),
+                      key=lambda method: (method.kind, method.id))
 
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json; charset=UTF-8")

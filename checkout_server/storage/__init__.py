@@ -19,8 +19,8 @@ from checkout_server.storage.counters import Counters
 from checkout_server.storage.customers import Customers
 from checkout_server.storage.idempotency import IdempotencyKeys
 from checkout_server.storage.orders import Orders
+from checkout_server.storage.plugin_documents import PluginDocuments, collection_name
 from checkout_server.storage.products import Products
-from checkout_server.storage.sandbox import SandboxPayments
 
 # Errors that mean "the database is not answering now": a 503, not a 500.
 UNAVAILABLE_ERRORS = (ConnectionFailure, ServerSelectionTimeoutError)
@@ -39,7 +39,10 @@ class Storage:
         self.products = Products(db.products, self.counters)
         self.orders = Orders(db.orders, self.counters)
         self.idempotency = IdempotencyKeys(db.idempotency)
-        self.sandbox_payments = SandboxPayments(db.sandbox_payments)
+
+    def plugin_documents(self, plugin: str) -> PluginDocuments:
+        """The documents of the plugin registered as `plugin`, in a collection of its own."""
+        return PluginDocuments(self.db[collection_name(plugin)], plugin)
 
     @classmethod
     def connect(cls, uri: str, db_name: str | None = None, **client_options):

@@ -32,6 +32,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from types import SimpleNamespace
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
@@ -50,7 +51,7 @@ from checkout_server.payments.return_tokens import (
 )
 from checkout_server.plugin.fake_gateway import RunningFake, run_fake, shopper_choice
 from checkout_server.plugin.hookspecs import hookimpl
-from checkout_server.plugin.manager import check_hooks, make_plugin_manager
+from checkout_server.plugin.manager import check_hooks, make_plugin_manager, plugin_name
 from checkout_server.plugin.providers import (
     MAX_MONEY,
     Address,
@@ -67,6 +68,7 @@ from checkout_server.plugin.providers import (
     Support,
 )
 from checkout_server.plugin.web import hash_token
+from checkout_server.storage.plugin_documents import PluginDocuments
 
 __all__ = [
     "COURIER_ID",
@@ -136,7 +138,7 @@ class TestShop:
     async def __aenter__(self) -> Self:
         from checkout_server.app import Application
 
-        pm = make_plugin_manager(load_entry_points=self.load_entry_points)
+        self.plugin_manager = pm = make_plugin_manager(load_entry_points=self.load_entry_points)
         for plugin in self.plugins:
             if not pm.is_registered(plugin):
                 pm.register(plugin)
@@ -170,6 +172,17 @@ class TestShop:
     @property
     def methods(self):
         return self.app.method_registry.table
+
+    async def sweep(self, now: datetime | None = None):
+        """One pass of hold expiry as the service runs it, at `now` (say an hour on): its report,
+        with the keys of the orders it settled as `paid`, `cancelled`, and left on hold (`deferred`)."""
+        from checkout_server.payments.sweeper import sweep
+
+        return await sweep(self.storage, self.methods, now=now)
+
+    def documents(self, plugin) -> PluginDocuments:
+        """The documents the core hands `plugin` (one of `plugins`) and its providers and routes."""
+        return self.storage.plugin_documents(plugin_name(self.plugin_manager, plugin))
 
     async def request(self, method: str, path: str, body: Any = None, token: str | None = None,
                       headers: dict | None = None, raw_body: bytes | None = None,

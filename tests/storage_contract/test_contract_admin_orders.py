@@ -101,22 +101,3 @@ async def test_a_change_function_that_raises_writes_nothing(backend):
         await storage.orders.transition("ORD-2026-000003", {"status": "PROCESSING"}, refuse)
     got = await storage.orders.get("ORD-2026-000003")
     assert got["rev"] == 0 and "refunds" not in got["payment"]
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_sandbox_refunds_once_per_attempt_and_never_more_than_paid(backend):
-    storage = await backend.storage()
-    payments = storage.sandbox_payments
-    created = await payments.create("ORD-2026-000001", 1_000, "EUR", "http://shop.test/return")
-    ref = created["_id"]
-    assert (await payments.refund(ref, "a1", 100))[0] == "refused"  # not paid yet
-    await payments.decide(ref, "paid")
-    clients = [await backend.another_client() for _ in range(3)] if backend.wire else [storage] * 3
-    outcomes = await asyncio.gather(*(clients[n % 3].sandbox_payments.refund(ref, f"a{n}", 300) for n in range(6)))
-    assert sorted(o for o, _ in outcomes) == ["refunded"] * 3 + ["refused"] * 3
-    again = await payments.refund(ref, next(f"a{n}" for n, (o, _) in enumerate(outcomes) if o == "refunded"), 300)
-    assert again[0] == "refunded"  # the repeat of an attempt: no second refund
-    record = await payments.get(ref)
-    assert record["refunded"] == 900 and sorted(record["refunds"].values()) == [300, 300, 300]
-    assert (await payments.refund(ref, "last", 100))[0] == "refunded"
-    assert (await payments.refund(ref, "over", 1))[0] == "refused"

@@ -1,4 +1,4 @@
-"""Storage operations the checkout, settlement and sandbox use, on every backend."""
+"""Storage operations the checkout and settlement use, on every backend."""
 
 from __future__ import annotations
 
@@ -43,23 +43,6 @@ async def test_order_events_are_a_set_of_strings(backend):
     for event in ("evt_1", "evt_2", "evt_1"):
         await storage.orders.add_event("ORD-2026-000001", event)
     assert (await storage.orders.get("ORD-2026-000001"))["events"] == ["evt_1", "evt_2"]
-
-
-@pytest.mark.gen_test(timeout=60)
-async def test_sandbox_payment_is_decided_once(backend):
-    storage = await backend.storage()
-    created = await storage.sandbox_payments.create("ORD-2026-000001", 2500, "EUR", "http://x/return?order=1")
-    ref = created["_id"]
-    got = await storage.sandbox_payments.get(ref)
-    assert (got["state"], got["amount"], got["currency"], got["order_key"]) == ("created", 2500, "EUR", "ORD-2026-000001")
-    # The page's form token (CSRF) is stored with the payment, as created.
-    assert isinstance(got["form_token"], str) and len(got["form_token"]) >= 32 and got["form_token"] == created["form_token"]
-    decided = await asyncio.gather(storage.sandbox_payments.decide(ref, "paid"),
-                                   storage.sandbox_payments.decide(ref, "cancelled"))
-    assert sum(d is not None for d in decided) == 1
-    assert (await storage.sandbox_payments.get(ref))["state"] in ("paid", "cancelled")
-    assert await storage.sandbox_payments.get("sbx_unknown") is None
-    assert await storage.sandbox_payments.decide("sbx_unknown", "paid") is None
 
 
 @pytest.mark.gen_test(timeout=60)

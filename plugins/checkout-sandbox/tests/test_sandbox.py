@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from urllib.parse import urlencode
 
 import checkout_sandbox
 import pytest
 
-from checkout_server.plugin import ShippingProvider, hookimpl
-from checkout_server.testing import TestShop, check_payment_provider
+from checkout_server.plugin import (
+    RefundRequest,
+    RefundState,
+    ShippingProvider,
+    hookimpl,
+)
+from checkout_server.testing import TestShop, check_payment_provider, make_order
 
 
 class Courier(ShippingProvider):
@@ -35,6 +41,11 @@ CONFIG = {
 
 def shop(config=CONFIG) -> TestShop:
     return TestShop(config=config, plugins=[checkout_sandbox, shipping_plugin])
+
+
+def payments(s: TestShop):
+    """The sandbox's payments: the plugin's own documents."""
+    return s.documents(checkout_sandbox)
 
 
 def test_keeps_the_payment_provider_contract():
@@ -82,8 +93,7 @@ async def test_pay_on_the_page_then_return_settles_the_order():
         assert (await s.storage.customers.get(c.id))["cart"] == {}
         # The page now says so, and a second decision changes nothing.
         assert "already <strong>paid" in (await s.request("GET", page)).raw.decode()
-        await decide(s, page, "cancel", token=(await s.storage.sandbox_payments.get(page.rsplit("/", 1)[1]))[
-            "form_token"])
+        await decide(s, page, "cancel", token=(await payments(s).get(page.rsplit("/", 1)[1]))["form_token"])
         r = await s.request("GET", back[len(s.base_url):])
         assert r.headers["Location"].endswith("payment=paid")
 
@@ -104,7 +114,7 @@ async def test_the_return_query_string_is_never_trusted():
         _p, _c, page = await start(s)
         key = (await s.storage.orders.find({}))[0]["_id"]
         # The shopper's own return URL (with its token), before any decision, with forged params.
-        back = (await s.storage.sandbox_payments.get(page.rsplit("/", 1)[1]))["return_url"]
+        back = (await payments(s).get(page.rsplit("/", 1)[1]))["return_url"]
         r = await s.request("GET", f"{back[len(s.base_url):]}&state=paid&status=OK")
         assert r.headers["Location"].endswith("payment=pending")
         assert (await s.storage.orders.get(key))["status"] == "HOLD"
@@ -112,25 +122,57 @@ async def test_the_return_query_string_is_never_trusted():
 
 @pytest.mark.gen_test(timeout=30)
 async def test_pages_exist_only_while_a_sandbox_method_is_configured():
-    config = {**CONFIG, "payment_methods": []}
-    async with shop(config) as s:
-        assert (await s.request("GET", "/sandbox/pay/sbx_x")).status == 404
-        assert (await s.request("POST", "/sandbox/api/payments", {"order_key": "x"})).status == 404
+    async with shop() as s:
+        _p, _c, page = await start(s)
+        reference = page.rsplit("/", 1)[1]
+    # The same database, the sandbox method gone from the config: its pages are gone too.
+    async with TestShop(config={**CONFIG, "payment_methods": []}, storage=s.storage,
+                        plugins=[checkout_sandbox, shipping_plugin]) as s:
+        assert await payments(s).get(reference) is not None
+        for method, path in (("GET", page), ("POST", page), ("GET", "/sandbox/result/ORD-2026-000001")):
+            r = await s.request(method, path, raw_body=b"decision=pay" if method == "POST" else None)
+            assert r.status == 404 and r.body["error"], (method, path, r)
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_the_page_is_no_open_redirect():
+async def test_only_the_provider_records_payments_and_the_page_returns_to_the_order_only():
     async with shop() as s:
+        _p, _c, page = await start(s)
+        # No public API creates a payment (the provider stores it itself) or reads one.
         r = await s.request("POST", "/sandbox/api/payments", {
             "order_key": "ORD-2026-000001", "amount": 1, "currency": "EUR", "return_url": "https://evil.test/"})
-        assert r.status == 400
+        assert r.status == 404
+        assert (await s.request("GET", f"/sandbox/api/payments/{page.rsplit('/', 1)[1]}")).status == 404
+        [payment] = await payments(s).find()
+        key = (await s.storage.orders.find({}))[0]["_id"]
+        assert (payment["order_key"], payment["amount"], payment["currency"], payment["state"]) == (
+            key, 2990, "EUR", "created")
+        assert payment["return_url"].startswith(f"{s.base_url}/api/shop/checkout/return/2?order={key}&rt=")
+        # A reference that is no payment, or too long to be one, is no page.
+        for path in ("/sandbox/pay/sbx_unknown", "/sandbox/pay/" + "x" * 65):
+            assert (await s.request("GET", path)).status == 404
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_a_payment_is_only_its_own_orders():
+    async with shop() as s:
+        _p, _c, page = await start(s)
+        reference = page.rsplit("/", 1)[1]
+        await decide(s, page, "pay")
+        provider = s.methods.payment[2].provider
+        [payment] = await payments(s).find()
+        mine = make_order(payment["order_key"], total=2990, payment={"reference": reference})
+        assert (await provider.check(mine)).state.value == "paid"
+        # Another order naming this (paid) payment is not paid by it, nor is one naming none.
+        for other in (make_order("ORD-2026-000099", total=2990, payment={"reference": reference}),
+                      make_order(payment["order_key"], total=2990, payment={})):
+            check = await provider.check(other)
+            assert check.state.value == "failed" and check.detail == "no sandbox payment was started"
 
 
 @pytest.mark.gen_test(timeout=30)
 async def test_hold_expiry_cancels_an_undecided_payment_and_settles_a_paid_one():
     from datetime import UTC, datetime, timedelta
-
-    from checkout_server.payments.sweeper import sweep
 
     async with shop() as s:
         p, c, undecided = await start(s)
@@ -139,7 +181,7 @@ async def test_hold_expiry_cancels_an_undecided_payment_and_settles_a_paid_one()
         paid = r.body["next_step"][len(s.base_url):]
         await decide(s, paid, "pay")  # paid, browser closed before coming back
         keys = {o["payment"]["reference"]: o["_id"] for o in await s.storage.orders.find({})}
-        report = await sweep(s.storage, s.methods, now=datetime.now(UTC) + timedelta(hours=1))
+        report = await s.sweep(now=datetime.now(UTC) + timedelta(hours=1))
         assert report.cancelled == [keys[undecided.rsplit("/", 1)[1]]]
         assert report.paid == [keys[paid.rsplit("/", 1)[1]]] and report.deferred == []
         cancelled = await s.storage.orders.get(report.cancelled[0])
@@ -164,64 +206,9 @@ async def test_another_site_cannot_press_pay_nor_frame_the_page():
                                 headers={"Content-Type": "application/x-www-form-urlencoded",
                                          "Origin": "http://evil.test"})
             assert r.status == 403 and "Location" not in r.headers and r.body["error"], (fields, r)
-        assert (await s.storage.sandbox_payments.get(reference))["state"] == "created"
+        assert (await payments(s).get(reference))["state"] == "created"
         # The page still works for the shopper.
         assert (await decide(s, page, "pay")).status == 303
-
-
-def _create(s, body):
-    return s.request("POST", "/sandbox/api/payments", body)
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_payment_records_are_created_only_for_an_order_starting_a_sandbox_payment():
-    from checkout_server.payments.return_tokens import new_return_token, payment_urls
-
-    async with shop() as s:
-        token, token_hash = new_return_token()
-        order = {"_id": "ORD-2026-000077", "status": "HOLD", "stock": "reserving", "total": 2990,
-                 "currency": "EUR", "payment_method": 2, "payment": {"provider": "sandbox"},
-                 "return_token": token_hash}
-        await s.storage.orders.insert(order)
-        return_url = payment_urls(s.methods.site, s.app.reverse_url, 2, order["_id"], token).return_url
-        good = {"order_key": order["_id"], "amount": 2990, "currency": "EUR", "return_url": return_url}
-        refused = [
-            {**good, "order_key": "ORD-2026-000078"},  # no such order
-            {**good, "amount": 1},
-            {**good, "amount": True},
-            {**good, "currency": "USD"},
-            {**good, "return_url": return_url[:-1] + ("A" if return_url[-1] != "A" else "B")},  # not its rt
-            {**good, "return_url": return_url + "&next=https://evil.test/"},
-            {**good, "return_url": "https://evil.test/"},
-            {**good, "order_key": "x" * 65},
-            {**good, "extra": "x"},
-            {k: v for k, v in good.items() if k != "currency"},
-            [good],
-        ]
-        for body in refused:
-            r = await _create(s, body)
-            assert r.status == 400 and r.body["error"], (body, r)
-        r = await s.request("POST", "/sandbox/api/payments", raw_body=b"not json")
-        assert r.status == 400 and r.body["error"]
-        r = await _create(s, {**good, "order_key": "x" * 60000})
-        assert r.status == 413 and r.body["error"]
-        for change in ({"status": "CANCELLED"}, {"stock": "held"}, {"payment": {"provider": "cash_on_delivery"}}):
-            await s.storage.orders.collection.update_one({"_id": order["_id"]}, {"$set": change})
-            assert (await _create(s, good)).status == 400, change
-            await s.storage.orders.collection.replace_one({"_id": order["_id"]}, order)
-        assert await s.storage.db.sandbox_payments.count_documents({}) == 0
-        r = await _create(s, good)
-        assert r.status == 200 and r.body["reference"].startswith("sbx_")
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_a_started_payment_gets_no_second_record():
-    async with shop() as s:
-        _p, _c, page = await start(s)
-        record = await s.storage.sandbox_payments.get(page.rsplit("/", 1)[1])
-        r = await _create(s, {k: record[k] for k in ("order_key", "amount", "currency", "return_url")})
-        assert r.status == 400
-        assert await s.storage.db.sandbox_payments.count_documents({}) == 1
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -237,12 +224,35 @@ async def test_the_sandbox_refunds_partly_then_all_once_each_and_a_cancel_gives_
         assert r.body["payment"]["refunds"][0]["reference"].startswith("sbr_")
         r = await s.admin("POST", f"/api/admin/orders/{key}/cancel", {"reason": "changed mind"})
         assert r.status == 200 and r.body["status"] == "CANCELLED" and r.body["refunds"]["refunded"] == 2990
-        record = await s.storage.sandbox_payments.get(page.rsplit("/", 1)[1])
-        assert record["refunded"] == 2990 and len(record["refunds"]) == 2
+        payment = await payments(s).get(page.rsplit("/", 1)[1])
+        assert payment["refunded"] == 2990 and len(payment["refunds"]) == 2
         assert (await s.storage.products.get(p["_id"]))["stock"] == 5
-        # The sandbox's own API refuses more than was paid, and garbage.
+        # Nothing is left to refund; and no public API refunds.
+        provider = s.methods.payment[2].provider
+        order = make_order(key, total=2990, payment={"reference": page.rsplit("/", 1)[1]})
+        refused = await provider.refund(order, RefundRequest(1, "EUR", "x1"))
+        assert refused.state is RefundState.FAILED and "less than that left" in refused.detail
+        r = await s.request("POST", f"{page.replace('/pay/', '/api/payments/')}/refunds", {"attempt_id": "x1", "amount": 1})
+        assert r.status == 404
+
+
+@pytest.mark.gen_test(timeout=30)
+async def test_racing_refunds_refund_once_per_attempt_and_never_more_than_paid():
+    async with shop() as s:
+        _p, _c, page = await start(s)
         reference = page.rsplit("/", 1)[1]
-        r = await s.request("POST", f"/sandbox/api/payments/{reference}/refunds", {"attempt_id": "x1", "amount": 1})
-        assert r.status == 400
-        r = await s.request("POST", f"/sandbox/api/payments/{reference}/refunds", {"attempt_id": "a.b", "amount": 1})
-        assert r.status == 400
+        key = (await s.storage.orders.find({}))[0]["_id"]
+        order = make_order(key, total=2990, payment={"reference": reference})
+        provider = s.methods.payment[2].provider
+        refused = await provider.refund(order, RefundRequest(100, "EUR", "early"))
+        assert refused.state is RefundState.FAILED  # not paid yet
+        await decide(s, page, "pay")
+        answers = await asyncio.gather(*(provider.refund(order, RefundRequest(900, "EUR", f"a{n}")) for n in range(6)))
+        assert sorted(a.state.value for a in answers) == ["failed"] * 3 + ["succeeded"] * 3
+        first = next(a for a in answers if a.state is RefundState.SUCCEEDED)
+        again = await provider.refund(order, RefundRequest(900, "EUR", first.attempt_id))
+        assert again.state is RefundState.SUCCEEDED  # the repeat of an attempt: no second refund
+        payment = await payments(s).get(reference)
+        assert payment["refunded"] == 2700 and sorted(payment["refunds"].values()) == [900, 900, 900]
+        assert (await provider.refund(order, RefundRequest(290, "EUR", "last"))).state is RefundState.SUCCEEDED
+        assert (await provider.refund(order, RefundRequest(1, "EUR", "over"))).state is RefundState.FAILED
