@@ -13,7 +13,6 @@ import pytest
 from checkout_paypal import PayPal, _Refused
 from checkout_paypal.fake import hold_captures, make_app, signed_event
 
-from checkout_server.payments.sweeper import sweep
 from checkout_server.plugin import PaymentState, shopper_choice
 from checkout_server.testing import (
     gateway_shop,
@@ -150,7 +149,7 @@ async def test_a_webhook_a_reload_and_hold_expiry_during_the_capture_never_cance
         # The shopper reloads the return page, and the hold expires: both meet the capture in progress.
         r = await gw.back_to_shop(back)
         assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "pending")
-        report = await sweep(gw.shop.storage, gw.shop.methods, now=datetime.now(UTC) + timedelta(hours=1))
+        report = await gw.shop.sweep(now=datetime.now(UTC) + timedelta(hours=1))
         assert report.deferred == [key] and report.cancelled == []
         assert gate.refused == 2
         await gw.assert_held(key)

@@ -4,21 +4,18 @@ Every fault ends with a clear answer (503 at checkout, 302 with the result on re
 bad notification) and with stock, order and cart consistent.
 """
 
-import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import ClassVar
 
 import checkout_paypal
 import pytest
 from checkout_paypal.fake import make_app, refuse_captures, signed_event
 
-from checkout_server.payments.settlement import order_info, settle
-from checkout_server.payments.sweeper import sweep
 from checkout_server.plugin import (
     Faults,
     PaymentState,
     run_fake,
     shopper_choice,
-    transport_faults,
     with_query,
 )
 from checkout_server.testing import (
@@ -28,16 +25,15 @@ from checkout_server.testing import (
     CourierPlugin,
     FixedRateCourier,
     TestShop,
+    WebhookGatewayScenarios,
     assert_consistent,
     gateway_shop,
-    unused_url,
 )
 
 PAYPAL = 4
 WEBHOOK_ID = "WH8PT597110X687430"
 SETTINGS = {"client_id": "e2e-client", "client_secret": "e2e-secret", "sandbox": True,
             "webhook_id": WEBHOOK_ID, "timeout": 0.5}
-FAULTS = transport_faults()
 
 
 def paypal_shop(gateway_url: str | None = None):
@@ -49,65 +45,38 @@ def paypal_orders(fake) -> list[tuple[str, str]]:
     return [(pid, rec["order"]["purchase_units"][0]["custom_id"]) for pid, rec in fake.state.records.items()]
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_paid_checkout_settles_once_and_a_replayed_return_changes_nothing():
-    async with paypal_shop() as gw:
-        r = await gw.checkout()
-        assert r.status == 200 and r.body["next_step"].startswith(f"{gw.fake.base_url}/checkoutnow?token=")
-        ((paypal_id, key),) = paypal_orders(gw.fake)
-        amount = gw.fake.state.records[paypal_id]["order"]["purchase_units"][0]["amount"]
-        assert amount == {"currency_code": "EUR", "value": "45.00"}
+class TestPayPalScenarios(WebhookGatewayScenarios):
+    """The kit's gateway scenarios against the fake PayPal."""
 
-        assert await gw.last_order_key() == key
-        back = await shopper_choice(r.body["next_step"], "approve")
-        r = await gw.back_to_shop(back)
-        assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "paid")
-        await gw.assert_paid(key)
-        r = await gw.back_to_shop(back)
-        assert r.headers["Location"].endswith("payment=paid") and gw.fake.state.count("capture") == 1
-        await gw.assert_paid(key)
+    plugin = checkout_paypal
+    make_app = make_app
+    provider = "paypal"
+    settings = SETTINGS
+    method_id = PAYPAL
+    payment_page = "/checkoutnow?token="
+    expected_request: ClassVar[dict] = {"currency_code": "EUR", "value": "45.00"}
+    verify_operation = "capture"
+    verifications_per_payment = 1
+    amount_mismatch = Faults(amount_delta=-1_000)
+    currency_mismatch = Faults(currency="USD")
+    return_fault = Faults(delay=2, only={"capture"})  # the capture times out
 
+    def payments(self, fake):
+        return paypal_orders(fake)
 
-@pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("fault", [*FAULTS, "refused"])
-async def test_a_failing_gateway_at_checkout_is_a_503_that_loses_nothing(fault):
-    async with paypal_shop(unused_url() if fault == "refused" else None) as gw:
-        if fault != "refused":
-            gw.fake.state.faults = FAULTS[fault]
-        await gw.assert_checkout_unavailable()
+    def requested(self, fake, reference):
+        return fake.state.records[reference]["order"]["purchase_units"][0]["amount"]
 
+    def stranger_query(self, reference):
+        return "cancelled=1"
 
-@pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("faults, choice", [
-    (Faults(amount_delta=-1_000), "approve"),  # amount mismatch
-    (Faults(currency="USD"), "approve"),  # currency mismatch
-    (Faults(), "decline"),  # instrument declined at capture
-    (Faults(), "cancel"),  # shopper cancels
-], ids=["amount", "currency", "declined", "cancelled"])
-async def test_unpaid_or_mismatched_payments_cancel_the_order_and_give_everything_back(faults, choice):
-    async with paypal_shop() as gw:
-        gw.fake.state.faults = faults
-        r = await gw.checkout()
-        ((_, key),) = paypal_orders(gw.fake)
-        r = await gw.follow(r.body["next_step"], choice)
-        assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "failed")
-        await gw.assert_cancelled(key)
+    def paid_notification(self, fake, reference):
+        # PayPal says the shopper approved; the capture is the shop's (return or hold expiry).
+        return signed_event(fake.app, reference, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID)
 
-
-@pytest.mark.gen_test(timeout=30)
-async def test_a_gateway_fault_on_return_leaves_the_order_on_hold_until_it_can_be_captured():
-    async with paypal_shop() as gw:
-        r = await gw.checkout()
-        back = await shopper_choice(r.body["next_step"], "approve")
-        ((_, key),) = paypal_orders(gw.fake)
-        gw.fake.state.faults = Faults(delay=2, only={"capture"})
-        r = await gw.back_to_shop(back)
-        assert r.status == 302 and r.headers["Location"].endswith("payment=pending")
-        await gw.assert_held(key)
-        gw.fake.state.faults = Faults()
-        r = await gw.back_to_shop(back)
-        assert r.headers["Location"].endswith("payment=paid")
-        await gw.assert_paid(key)
+    def assert_settled_once_at_gateway(self, fake, reference):
+        # However many captures were attempted, PayPal captured once (same PayPal-Request-Id).
+        assert len(fake.state.records[reference]["order"]["purchase_units"][0]["payments"]["captures"]) == 1
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -137,39 +106,6 @@ async def test_forged_or_stale_notifications_are_400_and_change_nothing():
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_return_and_notification_racing_settle_the_order_once():
-    async with paypal_shop() as gw:
-        r = await gw.checkout()
-        back = await shopper_choice(r.body["next_step"], "approve")
-        ((paypal_id, key),) = paypal_orders(gw.fake)
-        headers, body = signed_event(gw.fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID)
-        answers = await asyncio.gather(gw.back_to_shop(back), gw.back_to_shop(back),
-                                       gw.notify(headers, body), gw.notify(headers, body))
-        assert [a.status for a in answers] == [302, 302, 200, 200]
-        assert all(a.headers["Location"].endswith("payment=paid") for a in answers[:2])
-        await gw.assert_paid(key)
-        # However many captures were attempted, PayPal captured once (same PayPal-Request-Id).
-        assert len(gw.fake.state.records[paypal_id]["order"]["purchase_units"][0]["payments"]["captures"]) == 1
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_hold_expiry_asks_paypal_first():
-    async with paypal_shop() as gw:
-        later = datetime.now(UTC) + timedelta(hours=1)
-        await gw.checkout()  # never approved
-        # Approved at PayPal, browser closed before coming back: expiry captures it.
-        await gw.shop.storage.customers.add_to_cart(gw.customer.id, gw.product_id, 1)
-        r = await gw.checkout()
-        await shopper_choice(r.body["next_step"], "approve")
-        (_, abandoned), (_, approved) = paypal_orders(gw.fake)
-        report = await sweep(gw.shop.storage, gw.shop.methods, now=later)
-        assert report.cancelled == [abandoned] and report.paid == [approved]
-        for key, status in ((abandoned, "CANCELLED"), (approved, "PROCESSING")):
-            await assert_consistent(gw.shop, key, customer=gw.customer, status=status,
-                                    stock={gw.product_id: 2}, cart={})
-
-
-@pytest.mark.gen_test(timeout=30)
 async def test_a_capture_paypal_keeps_refusing_is_cancelled_at_hold_expiry(caplog):
     # Approved, but PayPal refuses every capture with an issue that is not a decline (a payee
     # account problem): the return leaves the hold, and hold expiry ends it with the units back.
@@ -181,28 +117,15 @@ async def test_a_capture_paypal_keeps_refusing_is_cancelled_at_hold_expiry(caplo
         r = await gw.back_to_shop(back)
         assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "pending")
         await gw.assert_held(key)
-        report = await sweep(gw.shop.storage, gw.shop.methods, now=datetime.now(UTC) + timedelta(hours=1))
+        report = await gw.shop.sweep(now=datetime.now(UTC) + timedelta(hours=1))
         assert report.cancelled == [key] and report.deferred == []
         await gw.assert_cancelled(key)
         assert gw.fake.state.records[paypal_id]["order"]["status"] == "APPROVED"  # nothing captured
         assert any(key in w and "PAYEE_ACCOUNT_RESTRICTED" in w for w in
                    (rec.getMessage() for rec in caplog.records if rec.levelname == "WARNING"))
         # The next sweep finds nothing left to decide.
-        report = await sweep(gw.shop.storage, gw.shop.methods, now=datetime.now(UTC) + timedelta(hours=2))
+        report = await gw.shop.sweep(now=datetime.now(UTC) + timedelta(hours=2))
         assert report.cancelled == report.deferred == []
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_a_notification_before_approval_leaves_the_shopper_free_to_pay():
-    async with paypal_shop() as gw:
-        r = await gw.checkout()
-        ((paypal_id, key),) = paypal_orders(gw.fake)
-        early = await gw.notify(*signed_event(gw.fake.app, paypal_id, "CHECKOUT.ORDER.APPROVED", WEBHOOK_ID))
-        assert early.status == 200 and early.body["result"] == "pending"
-        await gw.assert_held(key)
-        r = await gw.follow(r.body["next_step"], "approve")  # not cancelled as "never approved"
-        assert r.headers["Location"] == gw.result_url(key, "paid")
-        await gw.assert_paid(key)
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -211,7 +134,7 @@ async def test_an_order_the_shop_cancelled_is_never_captured_when_approved_late(
         r = await gw.checkout()
         ((paypal_id, key),) = paypal_orders(gw.fake)
         # The hold expires before the shopper acts: the shop cancels and gives the units back.
-        report = await sweep(gw.shop.storage, gw.shop.methods, now=datetime.now(UTC) + timedelta(hours=1))
+        report = await gw.shop.sweep(now=datetime.now(UTC) + timedelta(hours=1))
         assert report.cancelled == [key]
         # The slow shopper approves at PayPal anyway; the return and the webhook follow.
         back = await shopper_choice(r.body["next_step"], "approve")
@@ -255,9 +178,9 @@ async def test_a_capture_that_loses_the_race_to_a_cancel_is_flagged_for_a_refund
         paypal_id, key, on_hold = await _cancelled_after_approval(gw)
         # The hold-expiry sweep read the order on HOLD just before the cancel, and captured.
         provider = gw.shop.methods.payment[PAYPAL].provider
-        check = await provider.check(order_info(on_hold))
+        check = await provider.check(gw.shop.order_info(on_hold))
         assert check.state is PaymentState.PAID and gw.fake.state.count("capture") == 1
-        outcome = await settle(gw.shop.storage, gw.shop.methods, on_hold, check)
+        outcome = await gw.shop.settle(on_hold, check)
         assert outcome.result == "failed" and not outcome.changed
         await _assert_refund_needed(gw, key, caplog)
         # PayPal's own capture webhook for it: logged again, flagged once.
@@ -271,7 +194,7 @@ async def test_a_completed_capture_webhook_for_a_cancelled_order_flags_it_for_a_
     async with paypal_shop() as gw:
         paypal_id, key, on_hold = await _cancelled_after_approval(gw)
         provider = gw.shop.methods.payment[PAYPAL].provider
-        assert (await provider.check(order_info(on_hold))).state is PaymentState.PAID  # captured, not settled
+        assert (await provider.check(gw.shop.order_info(on_hold))).state is PaymentState.PAID  # captured, not settled
         caplog.clear()
         r = await gw.notify(*signed_event(gw.fake.app, paypal_id, "PAYMENT.CAPTURE.COMPLETED", WEBHOOK_ID))
         assert r.status == 200 and r.body["result"] == "failed"

@@ -4,94 +4,58 @@ Every fault ends with a clear answer (503 at checkout, 302 with the result on re
 bad notification) and with stock, order and cart consistent.
 """
 
-import asyncio
 import time
-from datetime import UTC, datetime, timedelta
 
 import checkout_stripe
 import pytest
 from checkout_stripe.fake import make_app, signed_event
 
-from checkout_server.payments.sweeper import sweep
-from checkout_server.plugin import (
-    Faults,
-    run_fake,
-    shopper_choice,
-    transport_faults,
-)
-from checkout_server.testing import assert_consistent, gateway_shop, unused_url
+from checkout_server.plugin import Faults, run_fake, shopper_choice
+from checkout_server.testing import WebhookGatewayScenarios, gateway_shop
 
 STRIPE = 3
 SECRET = "whsec_e2e"
 SETTINGS = {"secret_key": "sk_test_e2e", "sandbox": True, "webhook_secret": SECRET, "timeout": 0.5}
-FAULTS = transport_faults()
 
 
 def stripe_shop(gateway_url: str | None = None):
     return gateway_shop(checkout_stripe, make_app, "stripe", SETTINGS, method_id=STRIPE, gateway_url=gateway_url)
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_paid_checkout_settles_once_and_a_replayed_return_changes_nothing():
-    async with stripe_shop() as gw:
-        r = await gw.checkout()
-        assert r.status == 200 and r.body["next_step"].startswith(f"{gw.fake.base_url}/c/pay/cs_test_")
-        (session,) = gw.fake.state.records.values()
-        assert (session["amount_total"], session["currency"]) == (4_500, "eur")
-        key = session["client_reference_id"]
+class TestStripeScenarios(WebhookGatewayScenarios):
+    """The kit's gateway scenarios against the fake Stripe."""
 
-        assert await gw.last_order_key() == key
-        back = await shopper_choice(r.body["next_step"], "approve")
-        r = await gw.back_to_shop(back)
-        assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "paid")
-        await gw.assert_paid(key)
-        retrieves = gw.fake.state.count("retrieve")
-        r = await gw.back_to_shop(back)
-        assert r.headers["Location"].endswith("payment=paid") and gw.fake.state.count("retrieve") == retrieves
-        await gw.assert_paid(key)
+    plugin = checkout_stripe
+    make_app = make_app
+    provider = "stripe"
+    settings = SETTINGS
+    method_id = STRIPE
+    payment_page = "/c/pay/cs_test_"
+    expected_request = (4_500, "eur")  # the session's amount_total and currency
+    verify_operation = "retrieve"
+    amount_mismatch = Faults(amount_delta=-1_000)
+    currency_mismatch = Faults(currency="usd")
+    return_fault = Faults(status=503, only={"retrieve"})
 
+    def payments(self, fake):
+        return [(sid, session["client_reference_id"]) for sid, session in fake.state.records.items()]
 
-@pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("fault", [*FAULTS, "refused"])
-async def test_a_failing_gateway_at_checkout_is_a_503_that_loses_nothing(fault):
-    async with stripe_shop(unused_url() if fault == "refused" else None) as gw:
-        if fault != "refused":
-            gw.fake.state.faults = FAULTS[fault]
-        await gw.assert_checkout_unavailable()
+    def requested(self, fake, reference):
+        session = fake.state.records[reference]
+        return session["amount_total"], session["currency"]
 
+    def stranger_query(self, reference):
+        return "cancelled=1"
 
-@pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("faults, choice", [
-    (Faults(amount_delta=-1_000), "approve"),  # amount mismatch
-    (Faults(currency="usd"), "approve"),  # currency mismatch
-    (Faults(), "decline"),  # card declined, shopper gives up
-    (Faults(), "cancel"),  # shopper cancels
-], ids=["amount", "currency", "declined", "cancelled"])
-async def test_unpaid_or_mismatched_payments_cancel_the_order_and_give_everything_back(faults, choice):
-    async with stripe_shop() as gw:
-        gw.fake.state.faults = faults
-        r = await gw.checkout()
-        (session,) = gw.fake.state.records.values()
-        key = session["client_reference_id"]
-        r = await gw.follow(r.body["next_step"], choice)
-        assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "failed")
-        await gw.assert_cancelled(key)
+    def paid_notification(self, fake, reference):
+        return signed_event(fake.app, reference, "checkout.session.completed", SECRET)
 
+    def assert_abandoned_payment_ended(self, fake, reference):
+        # The shopper can no longer pay a cancelled order: its session is expired.
+        assert fake.state.records[reference]["status"] == "expired"
 
-@pytest.mark.gen_test(timeout=30)
-async def test_a_gateway_fault_on_return_leaves_the_order_on_hold_until_it_can_be_verified():
-    async with stripe_shop() as gw:
-        r = await gw.checkout()
-        back = await shopper_choice(r.body["next_step"], "approve")
-        key = next(iter(gw.fake.state.records.values()))["client_reference_id"]
-        gw.fake.state.faults = Faults(status=503, only={"retrieve"})
-        r = await gw.back_to_shop(back)
-        assert r.status == 302 and r.headers["Location"].endswith("payment=pending")
-        await gw.assert_held(key)
-        gw.fake.state.faults = Faults()
-        r = await gw.back_to_shop(back)
-        assert r.headers["Location"].endswith("payment=paid")
-        await gw.assert_paid(key)
+    def assert_payment_untouched(self, fake, reference):
+        assert fake.state.records[reference]["status"] == "open" and fake.state.count("expire") == 0
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -115,54 +79,6 @@ async def test_forged_or_stale_notifications_are_400_and_change_nothing():
         assert r.status == 200 and r.body["result"] == "paid"
         r = await gw.notify(headers, body)
         assert r.status == 200 and r.body["status"] == "duplicate"
-        await gw.assert_paid(key)
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_return_and_notification_racing_settle_the_order_once():
-    async with stripe_shop() as gw:
-        r = await gw.checkout()
-        back = await shopper_choice(r.body["next_step"], "approve")
-        (session,) = gw.fake.state.records.values()
-        headers, body = signed_event(gw.fake.app, session["id"], "checkout.session.completed", SECRET)
-        answers = await asyncio.gather(gw.back_to_shop(back), gw.back_to_shop(back),
-                                       gw.notify(headers, body), gw.notify(headers, body))
-        assert [a.status for a in answers] == [302, 302, 200, 200]
-        assert all(a.headers["Location"].endswith("payment=paid") for a in answers[:2])
-        await gw.assert_paid(session["client_reference_id"])
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_hold_expiry_asks_stripe_first():
-    async with stripe_shop() as gw:
-        later = datetime.now(UTC) + timedelta(hours=1)
-        r = await gw.checkout()
-        abandoned = next(iter(gw.fake.state.records.values()))
-        # Paid on Stripe, browser closed before coming back.
-        await gw.shop.storage.customers.add_to_cart(gw.customer.id, gw.product_id, 1)
-        r = await gw.checkout()
-        paid = next(s for s in gw.fake.state.records.values() if s is not abandoned)
-        await shopper_choice(r.body["next_step"], "approve")
-        report = await sweep(gw.shop.storage, gw.shop.methods, now=later)
-        assert report.cancelled == [abandoned["client_reference_id"]]
-        assert report.paid == [paid["client_reference_id"]]
-        assert abandoned["status"] == "expired"  # the shopper can no longer pay a cancelled order
-        for session, status in ((abandoned, "CANCELLED"), (paid, "PROCESSING")):
-            await assert_consistent(gw.shop, session["client_reference_id"], customer=gw.customer,
-                                    status=status, stock={gw.product_id: 2}, cart={})
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_a_notification_before_payment_leaves_the_shopper_free_to_pay():
-    async with stripe_shop() as gw:
-        r = await gw.checkout()
-        (session,) = gw.fake.state.records.values()
-        key = session["client_reference_id"]
-        early = await gw.notify(*signed_event(gw.fake.app, session["id"], "checkout.session.completed", SECRET))
-        assert early.status == 200 and early.body["result"] == "pending"
-        await gw.assert_held(key)
-        r = await gw.follow(r.body["next_step"], "approve")  # the session was not expired
-        assert r.headers["Location"] == gw.result_url(key, "paid")
         await gw.assert_paid(key)
 
 

@@ -5,25 +5,17 @@ Every fault ends with a clear answer (503 at checkout, 302 with the result on re
 notification) and with stock, order and cart consistent.
 """
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import checkout_zarinpal
 import pytest
 from checkout_zarinpal.fake import make_app
 
-from checkout_server.payments.sweeper import sweep
-from checkout_server.plugin import Faults, shopper_choice, transport_faults
-from checkout_server.testing import (
-    assert_consistent,
-    gateway_shop,
-    query_params,
-    unused_url,
-)
+from checkout_server.plugin import Faults, shopper_choice
+from checkout_server.testing import GatewayScenarios, gateway_shop, query_params
 
 ZARINPAL = 7
 SETTINGS = {"merchant_id": "1344b5d4-0048-11e8-94db-005056a205be", "timeout": 0.5}
-FAULTS = transport_faults()
 
 
 def zarinpal_shop(gateway_url: str | None = None):
@@ -37,48 +29,32 @@ def payments(fake) -> list[tuple[str, str]]:
             for authority, record in fake.state.records.items()]
 
 
-@pytest.mark.gen_test(timeout=30)
-async def test_paid_checkout_settles_once_and_a_replayed_return_changes_nothing():
-    async with zarinpal_shop() as gw:
-        r = await gw.checkout()
-        assert r.status == 200 and r.body["next_step"].startswith(f"{gw.fake.base_url}/pg/StartPay/A")
-        ((authority, key),) = payments(gw.fake)
-        assert gw.fake.state.records[authority]["requested"] == (100_500, "IRR")
+class TestZarinpalScenarios(GatewayScenarios):
+    """The kit's gateway scenarios against the fake Zarinpal."""
 
-        assert await gw.last_order_key() == key
-        back = await shopper_choice(r.body["next_step"], "approve")
-        r = await gw.back_to_shop(back)
-        assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "paid")
-        await gw.assert_paid(key)
-        r = await gw.back_to_shop(back)
-        assert r.headers["Location"].endswith("payment=paid") and gw.fake.state.count("verify") == 1
-        await gw.assert_paid(key)
+    plugin = checkout_zarinpal
+    make_app = make_app
+    provider = "zarinpal"
+    settings = SETTINGS
+    method_id = ZARINPAL
+    currency = "IRR"
+    price = 50_000
+    payment_page = "/pg/StartPay/A"
+    expected_request = (100_500, "IRR")
+    verify_operation = "verify"
+    verifications_per_payment = 1
+    amount_mismatch = Faults(amount_delta=-10_000)  # Zarinpal answers -50
+    currency_mismatch = Faults(currency="IRT")  # Zarinpal answers -50
+    return_fault = Faults(malformed=True, only={"verify"})
 
+    def payments(self, fake):
+        return payments(fake)
 
-@pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("fault", [*FAULTS, "refused"])
-async def test_a_failing_gateway_at_checkout_is_a_503_that_loses_nothing(fault):
-    async with zarinpal_shop(unused_url() if fault == "refused" else None) as gw:
-        if fault != "refused":
-            gw.fake.state.faults = FAULTS[fault]
-        await gw.assert_checkout_unavailable()
+    def requested(self, fake, reference):
+        return fake.state.records[reference]["requested"]
 
-
-@pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("faults, choice", [
-    (Faults(amount_delta=-10_000), "approve"),  # amount mismatch: Zarinpal answers -50
-    (Faults(currency="IRT"), "approve"),  # currency mismatch: Zarinpal answers -50
-    (Faults(), "decline"),
-    (Faults(), "cancel"),
-], ids=["amount", "currency", "declined", "cancelled"])
-async def test_unpaid_or_mismatched_payments_cancel_the_order_and_give_everything_back(faults, choice):
-    async with zarinpal_shop() as gw:
-        gw.fake.state.faults = faults
-        r = await gw.checkout()
-        ((_, key),) = payments(gw.fake)
-        r = await gw.follow(r.body["next_step"], choice)
-        assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "failed")
-        await gw.assert_cancelled(key)
+    def stranger_query(self, reference):
+        return f"Authority={reference}&Status=NOK"
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -94,22 +70,6 @@ async def test_a_forged_ok_return_for_an_unpaid_payment_is_not_paid():
 
 
 @pytest.mark.gen_test(timeout=30)
-async def test_a_gateway_fault_on_return_leaves_the_order_on_hold_until_it_can_be_verified():
-    async with zarinpal_shop() as gw:
-        r = await gw.checkout()
-        back = await shopper_choice(r.body["next_step"], "approve")
-        ((_, key),) = payments(gw.fake)
-        gw.fake.state.faults = Faults(malformed=True, only={"verify"})
-        r = await gw.back_to_shop(back)
-        assert r.status == 302 and r.headers["Location"].endswith("payment=pending")
-        await gw.assert_held(key)
-        gw.fake.state.faults = Faults()
-        r = await gw.back_to_shop(back)
-        assert r.headers["Location"].endswith("payment=paid")
-        await gw.assert_paid(key)
-
-
-@pytest.mark.gen_test(timeout=30)
 async def test_notifications_are_refused_zarinpal_sends_none():
     async with zarinpal_shop() as gw:
         await gw.checkout()
@@ -118,35 +78,6 @@ async def test_notifications_are_refused_zarinpal_sends_none():
                                   body={"Authority": authority, "Status": "OK", "order": key})
         assert r.status == 400 and "notification refused" in r.body["error"]
         await gw.assert_held(key)
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_returns_and_hold_expiry_racing_settle_the_order_once():
-    async with zarinpal_shop() as gw:
-        r = await gw.checkout()
-        back = await shopper_choice(r.body["next_step"], "approve")
-        ((_, key),) = payments(gw.fake)
-        later = datetime.now(UTC) + timedelta(hours=1)
-        answers = await asyncio.gather(gw.back_to_shop(back), gw.back_to_shop(back),
-                                       gw.back_to_shop(back), sweep(gw.shop.storage, gw.shop.methods, now=later))
-        assert all(a.status == 302 and a.headers["Location"].endswith("payment=paid") for a in answers[:3])
-        await gw.assert_paid(key)
-
-
-@pytest.mark.gen_test(timeout=30)
-async def test_hold_expiry_asks_zarinpal_first():
-    async with zarinpal_shop() as gw:
-        later = datetime.now(UTC) + timedelta(hours=1)
-        await gw.checkout()  # never paid
-        await gw.shop.storage.customers.add_to_cart(gw.customer.id, gw.product_id, 1)
-        r = await gw.checkout()
-        await shopper_choice(r.body["next_step"], "approve")  # paid, never came back
-        (_, abandoned), (_, paid) = payments(gw.fake)
-        report = await sweep(gw.shop.storage, gw.shop.methods, now=later)
-        assert report.cancelled == [abandoned] and report.paid == [paid]
-        for key, status in ((abandoned, "CANCELLED"), (paid, "PROCESSING")):
-            await assert_consistent(gw.shop, key, customer=gw.customer, status=status,
-                                    stock={gw.product_id: 2}, cart={})
 
 
 @pytest.mark.gen_test(timeout=30)
@@ -161,7 +92,7 @@ async def test_a_verify_refused_for_a_configuration_problem_keeps_the_order_and_
         merchant, record["merchant_id"] = record["merchant_id"], "another-merchant"
         r = await gw.back_to_shop(back)
         assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "pending")
-        report = await sweep(gw.shop.storage, gw.shop.methods, now=datetime.now(UTC) + timedelta(hours=1))
+        report = await gw.shop.sweep(now=datetime.now(UTC) + timedelta(hours=1))
         assert report.deferred == [key] and report.cancelled == []
         await gw.assert_held(key)
         errors = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
@@ -185,7 +116,7 @@ async def test_a_payment_zarinpal_does_not_know_is_kept_on_return_and_cancelled_
         assert r.status == 302 and r.headers["Location"] == gw.result_url(key, "pending")
         await gw.assert_held(key)
         # The hold ends: an authority Zarinpal does not know can never be paid. Units back.
-        report = await sweep(gw.shop.storage, gw.shop.methods, now=datetime.now(UTC) + timedelta(hours=1))
+        report = await gw.shop.sweep(now=datetime.now(UTC) + timedelta(hours=1))
         assert report.cancelled == [key] and report.deferred == []
         await gw.assert_cancelled(key)
         errors = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
