@@ -26,7 +26,7 @@ The kit, by what it offers (import everything from `checkout_server.testing`):
 - `shop`: `TestShop`, its customers, and the value builders;
 - `conformance`: `check_payment_provider`, `check_shipping_provider`;
 - `gateways`: fake-gateway helpers for provider unit tests and end-to-end tests;
-- `scenarios`: the gateway scenario suite.
+- `scenarios`: the gateway scenario suite; `refunds`: the refund scenarios.
 """
 
 from __future__ import annotations
@@ -55,6 +55,13 @@ from checkout_server.testing.gateways import (
     units_held_by_orders,
     unused_url,
 )
+from checkout_server.testing.refunds import (
+    REFUND_SCENARIOS,
+    RefundSwitches,
+    admin_cancel,
+    admin_refund,
+    paid_order,
+)
 from checkout_server.testing.scenarios import GatewayScenarios, WebhookGatewayScenarios
 from checkout_server.testing.shop import (
     TEST_RETURN_TOKEN,
@@ -71,6 +78,7 @@ from checkout_server.testing.shop import (
 
 __all__ = [
     "COURIER_ID",
+    "REFUND_SCENARIOS",
     "RETURN_URL",
     "SHOP_URL",
     "TEST_RETURN_TOKEN",
@@ -81,9 +89,12 @@ __all__ = [
     "FixedRateCourier",
     "GatewayScenarios",
     "GatewayShop",
+    "RefundSwitches",
     "Response",
     "TestShop",
     "WebhookGatewayScenarios",
+    "admin_cancel",
+    "admin_refund",
     "assert_consistent",
     "check_payment_provider",
     "check_shipping_provider",
@@ -95,6 +106,7 @@ __all__ = [
     "make_order",
     "make_urls",
     "mongomock_storage",
+    "paid_order",
     "provider_on_fake",
     "query_params",
     "return_to_shop",

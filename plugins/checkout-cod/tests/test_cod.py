@@ -4,9 +4,9 @@ import checkout_cod
 import pytest
 from marshmallow import ValidationError
 
-from checkout_server.config import ConfigError
 from checkout_server.plugin import MAX_MONEY, OrderInfo, PaymentUrls
 from checkout_server.testing import (
+    ConfigError,
     CourierPlugin,
     TestShop,
     check_payment_provider,

@@ -12,7 +12,6 @@ from checkout_paypal.fake import (
     signed_refund_event,
 )
 
-from checkout_server.payments.sweeper import sweep
 from checkout_server.plugin import (
     PaymentState,
     RefundRequest,
@@ -20,18 +19,16 @@ from checkout_server.plugin import (
     shopper_choice,
 )
 from checkout_server.testing import (
-    gateway_shop,
-    make_order,
-    provider_on_fake,
-    query_params,
-    start_payment,
-)
-from checkout_server.testing.refunds import (
     REFUND_SCENARIOS,
     RefundSwitches,
     admin_cancel,
     admin_refund,
+    gateway_shop,
+    make_order,
     paid_order,
+    provider_on_fake,
+    query_params,
+    start_payment,
 )
 
 PAYPAL = 4
@@ -123,7 +120,7 @@ async def test_a_pending_refund_is_finished_by_its_webhook_once_and_a_manual_one
         r = await admin_refund(gw, key, {"amount": 300})
         (second,) = set(gw.fake.app[REFUNDS]) - {first}
         settle_refund(gw.fake.app, second)
-        assert (await sweep(gw.shop.storage, gw.shop.methods)).refunds_finished == [key]
+        assert (await gw.shop.sweep()).refunds_finished == [key]
         order = await gw.shop.storage.orders.get(key)
         assert [(e["amount"], e["status"]) for e in order["payment"]["refunds"]] == [(500, "succeeded"),
                                                                                    (300, "succeeded")]

@@ -12,7 +12,6 @@ from checkout_stripe.fake import (
     signed_charge_event,
 )
 
-from checkout_server.payments.sweeper import sweep
 from checkout_server.plugin import (
     PaymentState,
     RefundRequest,
@@ -20,17 +19,15 @@ from checkout_server.plugin import (
     shopper_choice,
 )
 from checkout_server.testing import (
-    gateway_shop,
-    make_order,
-    provider_on_fake,
-    start_payment,
-)
-from checkout_server.testing.refunds import (
     REFUND_SCENARIOS,
     RefundSwitches,
     admin_cancel,
     admin_refund,
+    gateway_shop,
+    make_order,
     paid_order,
+    provider_on_fake,
+    start_payment,
 )
 
 STRIPE = 3
@@ -99,7 +96,7 @@ async def test_a_pending_refund_is_finished_by_the_sweepers_check():
         assert r.body["refunds"]["pending"] == 500 and r.body["refunds"]["refunded"] == 0
         (refund_id,) = gw.fake.app[REFUNDS]
         settle_refund(gw.fake.app, refund_id)
-        report = await sweep(gw.shop.storage, gw.shop.methods)
+        report = await gw.shop.sweep()
         assert report.refunds_finished == [key]
         order = await gw.shop.storage.orders.get(key)
         assert order["payment"]["refunds"][0]["status"] == "succeeded" and not order["payment"]["refund_pending"]

@@ -4,8 +4,12 @@ import checkout_zarinpal
 import pytest
 from checkout_zarinpal.fake import make_app
 
-from checkout_server.testing import gateway_shop
-from checkout_server.testing.refunds import admin_cancel, admin_refund, paid_order
+from checkout_server.testing import (
+    admin_cancel,
+    admin_refund,
+    gateway_shop,
+    paid_order,
+)
 
 ZARINPAL = 7
 SETTINGS = {"merchant_id": "1344b5d4-0048-11e8-94db-005056a205be", "timeout": 0.5}
