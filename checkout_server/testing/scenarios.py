@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
 
+from checkout_server import clock
 from checkout_server.handlers import reverse_url
 from checkout_server.payments.return_tokens import RETURN_ROUTE
 from checkout_server.plugin.fake_gateway import Faults, shopper_choice, transport_faults
@@ -94,7 +95,7 @@ class GatewayScenarios:
 
     def racing_settlements(self, gw, back: str) -> list:
         """What races the shopper's two returns: a third return and hold expiry."""
-        return [gw.back_to_shop(back), gw.shop.sweep(now=datetime.now(UTC) + AFTER_THE_HOLD)]
+        return [gw.back_to_shop(back), gw.shop.sweep(now=clock.utcnow() + AFTER_THE_HOLD)]
 
     def check_racing_answers(self, answers: list) -> None:
         assert answers[0].status == 302 and answers[0].headers["Location"].endswith("payment=paid")
@@ -168,7 +169,7 @@ class GatewayScenarios:
     @pytest.mark.gen_test(timeout=30)
     async def test_hold_expiry_asks_the_gateway_first(self):
         async with self.shop() as gw:
-            later = datetime.now(UTC) + AFTER_THE_HOLD
+            later = clock.utcnow() + AFTER_THE_HOLD
             await gw.checkout()  # never paid
             # Paid at the gateway, browser closed before coming back.
             await gw.shop.storage.customers.add_to_cart(gw.customer.id, gw.product_id, 1)
