@@ -395,3 +395,56 @@ def test_every_view_is_labelled_and_fits_a_phone(browser, demo):
     # The first Tab reaches the skip link, which leads past the navigation.
     browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
     assert browser.switch_to.active_element.text == "Skip to the content"
+
+
+def test_address_book_add_choose_and_delete(browser, demo):
+    demo.set_cart({"Milk jug": 1})
+    open_view(browser, demo, "checkout", "Checkout")
+    wait_for_methods(browser)
+    browser.find_element(By.CSS_SELECTOR, "#add-address summary").click()
+    # A wrong country code: the API's answer is shown field by field, nothing is saved.
+    fields = {"line1": "Rue du Café 3", "postal-code": "75002", "city": "Paris", "country": "XX"}
+    for field, value in fields.items():
+        browser.find_element(By.ID, field).send_keys(value)
+    browser.find_element(By.ID, "address-form").submit()
+    problem = browser.find_element(By.ID, "problem")
+    wait_for(browser, lambda: problem.is_displayed(), "the refused address")
+    assert problem.text.startswith("The address was not saved.\nCountry code: ")
+    assert len(demo.api("GET", "/api/shop/addresses")[1]) == 1
+
+    country = browser.find_element(By.ID, "country")
+    country.clear()
+    country.send_keys("fr", Keys.ENTER)  # Enter submits the form; the code is sent upper-case
+    wait_for(browser, lambda: notice(browser).startswith("Address saved: Rue du Café 3, 75002 Paris, FR."),
+             "the saved address")
+    saved = demo.api("GET", "/api/shop/addresses")[1][-1]
+    assert saved["country"] == "FR" and saved["city"] == "Paris"
+    new_choice = browser.find_element(By.ID, f"address-{saved['id']}")
+    assert new_choice.is_selected()  # a new address is the one orders go to
+    wait_for_methods(browser)
+
+    browser.find_element(By.XPATH, f'//li[input[@id="address-{saved["id"]}"]]//button').click()
+    wait_for(browser, lambda: notice(browser).startswith("Address deleted: Rue du Café 3"), "the deletion")
+    remaining = [a["id"] for a in demo.api("GET", "/api/shop/addresses")[1]]
+    assert remaining and saved["id"] not in remaining
+    assert browser.find_element(By.ID, f"address-{remaining[0]}").is_selected()  # back to the first
+
+
+def test_an_unpaid_order_page_says_pending_and_leads_back_to_the_payment_page(browser, demo, tmp_path):
+    demo.set_cart({"Espresso cup": 1})
+    checkout(browser, demo, "Pick up in store", "Sandbox card")
+    wait_for(browser, lambda: "/sandbox/pay/" in browser.current_url, "the sandbox payment page")
+    payment_page = browser.current_url
+    order_key = demo.orders()[0]["order_key"]
+    # The shopper comes back without deciding (the gateway said "pending").
+    browser.get(f"{demo.base}/orders/{order_key}?payment=pending")
+    order_page(browser, demo, "pending")
+    result = browser.find_element(By.ID, "order-result")
+    assert result.text.startswith("The payment is not confirmed yet.")
+    assert "Waiting for payment" in browser.find_element(By.ID, "order-facts").text
+    save_full_page(browser, tmp_path / "pending.png")
+    result.find_element(By.LINK_TEXT, "Go to the payment page").click()
+    wait_for(browser, lambda: browser.current_url == payment_page, "back on the payment page")
+    sandbox_decide(browser, "Pay")
+    order_page(browser, demo, "paid")
+    assert demo.api("GET", f"/api/shop/orders/{order_key}")[1]["status"] == "PROCESSING"
