@@ -6,11 +6,12 @@ order; Zarinpal itself refuses one that differs from what was paid (code -50), a
 answers carry no amount, so a verified payment is reported in the amount and currency the
 gateway confirmed: the verify amount and the currency of the request.
 
-Refunds are not supported: the payment API used here (request.json, verify.json with a
-merchant_id) has no refund call. Zarinpal documents refunds only in its separate GraphQL
-merchant API, with its own access token, a transaction id this flow never receives, a
-minimum of 20,000 rials and no idempotency key (a repeated request could refund twice). An
-admin refunds from Zarinpal's panel and records a manual refund; the admin API says so.
+Refunds are not supported. Zarinpal's public reference does describe refunds, but not on
+the merchant_id API used here (request.json, verify.json): through its merchant API with a
+separate access token (Bearer), the GraphQL form keyed by a transaction id ("session_id")
+that request/verify never return, at least 20,000 rials, and with no idempotency key, so
+a repeat of a request that timed out could refund twice. An admin refunds from Zarinpal's
+panel and records a manual refund; the admin API answers 400 saying so.
 """
 
 from __future__ import annotations
