@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import tornado.web
 
@@ -11,6 +12,9 @@ from checkout_server import clock
 from checkout_server.config import Config
 from checkout_server.handlers import all_handlers
 from checkout_server.methods.table import MethodTable
+from checkout_server.observability import http as observed
+from checkout_server.observability import logs
+from checkout_server.openapi import build_document
 from checkout_server.payments.sweeper import SWEEP_EVERY_SECONDS, Sweeper
 from checkout_server.plugin.manager import (
     collect_providers,
@@ -46,6 +50,7 @@ class MethodRegistry:
     def build(self, config: Config) -> MethodTable:
         """A new table from `config`; raises ConfigError/PluginError, changing nothing."""
         payment, shipping = collect_providers(self.plugin_manager)
+        register_config_secrets(config)
         owners = provider_owners(self.plugin_manager)
         # Each provider gets its plugin's documents, the ones the plugin's routes get too.
         return MethodTable.build(config, payment, shipping,
@@ -82,6 +87,7 @@ class Application(tornado.web.Application):
     def __init__(self, storage, config: Config, *, plugin_manager=None, admin_token: str | None = None,
                  **settings):
         plugin_manager = plugin_manager or get_plugin_manager()
+        logs.register_secrets([admin_token or ""])
         self.method_registry = MethodRegistry(config, plugin_manager, storage)
         self.storage = storage
         # Requests being answered (BaseHandler adds and removes itself): a SIGTERM waits for them.
@@ -91,8 +97,11 @@ class Application(tornado.web.Application):
             if problem:  # a bug of the core's own
                 raise RuntimeError(problem)
         plugin_routes = collect_routes(plugin_manager)
+        routes = all_handlers() + [route.spec for route in plugin_routes]
+        # Route templates name requests in logs and metrics, and paths in the OpenAPI document.
+        self.route_templates = observed.RouteTemplates(routes)
         super().__init__(
-            all_handlers() + [route.spec for route in plugin_routes],
+            routes,
             default_handler_class=NotFoundHandler,
             storage=storage,
             method_registry=self.method_registry,
@@ -102,6 +111,25 @@ class Application(tornado.web.Application):
             admin_token=admin_token,
             **settings,
         )
+        self.add_transform(observed.RequestIdTransform)
+        self._openapi: dict | None = None
+
+    def openapi_document(self) -> dict:
+        """The OpenAPI document of this application's routes (built once: routes are fixed)."""
+        if self._openapi is None:
+            self._openapi = build_document(self.route_templates.routes)
+        return self._openapi
+
+    def start_request(self, server_conn, request_conn):
+        # Each request in a contextvars Context of its own: its id and route on every log line.
+        return observed.RequestContextDelegate(super().start_request(server_conn, request_conn))
+
+    def get_handler_delegate(self, request, target_class, *args, **kwargs):
+        logs.bind(route=self.route_templates.template(target_class, request.path))
+        return super().get_handler_delegate(request, target_class, *args, **kwargs)
+
+    def log_request(self, handler) -> None:
+        observed.log_request(handler)
 
     async def startup(self) -> None:
         """Prepare the database and the providers; call once before serving."""
@@ -123,3 +151,14 @@ class Application(tornado.web.Application):
             if task is not None:
                 await task.stop()
         await self.method_registry.close()
+
+
+# Settings whose values are credentials: masked in every log line (observability.logs).
+_SECRET_SETTING = re.compile(r"(?i)secret|key|token|password|merchant|client|signature|credential")
+
+
+def register_config_secrets(config: Config) -> None:
+    """Register the methods' credentials (API keys, webhook secrets) so no log line shows them."""
+    logs.register_secrets(value for method in (*config.payment_methods, *config.shipping_methods)
+                          for name, value in method.settings.items()
+                          if isinstance(value, str) and _SECRET_SETTING.search(name))

@@ -22,6 +22,7 @@ from checkout_server.demo import (
 )
 from checkout_server.http_server import ServerSettings, build_http_server
 from checkout_server.methods.table import MethodTable
+from checkout_server.observability.logs import LOG_FORMATS, configure_logging
 from checkout_server.plugin.manager import (
     PLUGINS_ENV,
     PluginError,
@@ -62,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         parser.error(f"LOG_LEVEL={level}: use DEBUG, INFO, WARNING, ERROR or CRITICAL")
-    logging.basicConfig(
-        level=level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    log_format = os.environ.get("LOG_FORMAT", "text").lower()
+    if log_format not in LOG_FORMATS:
+        parser.error(f"LOG_FORMAT={log_format}: use text or json")
+    configure_logging(level, log_format)
     try:
         if args.command == "serve":
             return asyncio.run(serve_forever(args))

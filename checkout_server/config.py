@@ -43,6 +43,16 @@ class SiteConfig:
 LIMITS = ("unpaid_orders_per_customer", "unpaid_units_per_customer", "idempotency_keys_per_customer")
 
 
+METRICS_ACCESS = ("loopback", "open", "admin", "off")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    # Who may read GET /metrics: "loopback" (clients on this machine; others need the admin
+    # token), "open" (anyone), "admin" (the admin token only), "off" (404).
+    access: str = "loopback"
+
+
 @dataclass(frozen=True)
 class MethodConfig:
     kind: str  # "payment" or "shipping"
@@ -59,6 +69,7 @@ class Config:
     site: SiteConfig
     payment_methods: tuple[MethodConfig, ...]
     shipping_methods: tuple[MethodConfig, ...]
+    metrics: MetricsConfig = MetricsConfig()
 
 
 def config_path(cli_value: str | None = None) -> str:
@@ -118,6 +129,12 @@ class SiteSchema(_Table):
                                error_messages={"invalid": "must be true or false"})
 
 
+class MetricsSchema(_Table):
+    access = fields.String(load_default=MetricsConfig.access,
+                           validate=validate.OneOf(METRICS_ACCESS, error=f"must be one of {', '.join(METRICS_ACCESS)}"),
+                           error_messages={"invalid": f"must be one of {', '.join(METRICS_ACCESS)}"})
+
+
 class MethodSchema(_Table):
     id = StrictInteger(required=True, validate=validate.Range(min=1, error="must be a positive integer"),
                        error_messages={"invalid": "must be a positive integer",
@@ -138,6 +155,7 @@ def _methods(kind: str) -> fields.List:
 
 class ConfigSchema(_Table):
     site = fields.Nested(SiteSchema, required=True)  # parse_config gives an empty one by default
+    metrics = fields.Nested(MetricsSchema, load_default=dict)
     payment_methods = _methods("payment")
     shipping_methods = _methods("shipping")
 
@@ -175,6 +193,7 @@ def parse_config(raw: dict, path: str | None) -> Config:
                    storefront=site["storefront"], **{name: site[name] for name in LIMITS}),
         _method_configs(data["payment_methods"], "payment"),
         _method_configs(data["shipping_methods"], "shipping"),
+        MetricsConfig(**data["metrics"]),
     )
 
 
@@ -200,6 +219,14 @@ def _first_problem(messages: dict, raw: dict) -> str:
             return f"[site]: unknown field(s): {', '.join(unknown)}"
         name = next(name for name in SiteSchema().fields if name in problems)
         return f"[site] {name}: {problems[name][0]}"
+    if "metrics" in messages:
+        problems = messages["metrics"]
+        if "_schema" in problems:
+            return "[metrics] must be a table"
+        unknown = sorted(name for name in problems if name not in MetricsSchema().fields)
+        if unknown:
+            return f"[metrics]: unknown field(s): {', '.join(unknown)}"
+        return f"[metrics] access: {problems['access'][0]}"
     for kind in ("payment", "shipping"):
         section = f"{kind}_methods"
         if section not in messages:

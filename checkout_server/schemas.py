@@ -20,9 +20,10 @@ from marshmallow import (
 from checkout_server.plugin.providers import MAX_MONEY
 
 __all__ = [
-    "COUNTRY_CODES", "AddressSchema", "CartItemSchema", "CartQuantitySchema", "CheckoutSchema",
-    "CustomerCreateSchema", "OrderCancelSchema", "OrderRefundSchema", "ProductCreateSchema", "ProductPatchSchema", "ProfileSchema",
-    "StrictBoolean", "StrictInteger", "Text",
+    "COUNTRY_CODES", "AddressSchema", "CartItemSchema", "CartQuantitySchema", "CheckoutMethodsQuery",
+    "CheckoutSchema", "CustomerCreateSchema", "OrderCancelSchema", "OrderRefundSchema", "OrdersQuery",
+    "PaymentReturnQuery", "ProductCreateSchema", "ProductPatchSchema", "ProfileSchema", "StrictBoolean",
+    "StrictInteger", "Text",
 ]
 
 # Upper bounds that keep one request from writing absurd documents.
@@ -196,3 +197,33 @@ class OrderRefundSchema(StrictSchema):
             raise ValidationError("say how the customer was refunded", "note")
         if data.get("note") and not data.get("manual"):
             raise ValidationError("only a manual refund takes a note (use reason)", "note")
+
+
+# ---- query parameters (the handlers parse these themselves; the schemas describe them
+# for the OpenAPI document, and the schemathesis run holds both to the same bounds)
+
+ORDERS_PAGE_DEFAULT, ORDERS_PAGE_MAX, ORDERS_SKIP_MAX = 50, 100, 1_000_000
+
+
+class CheckoutMethodsQuery(Schema):
+    """GET /api/shop/checkout/methods"""
+
+    address = StrictInteger(required=True, validate=validate.Range(min=1, max=MAX_ID),
+                            metadata={"description": "one of the customer's address ids"})
+    include_unavailable = fields.String(
+        validate=validate.OneOf(["1", "0", "true", "false", "yes", "no", ""]),
+        metadata={"description": "1: also list the methods this cart cannot use, with `available` and `reason`"})
+
+
+class OrdersQuery(Schema):
+    """GET /api/shop/orders: a page of orders, newest first; a shorter page is the last."""
+
+    limit = StrictInteger(load_default=ORDERS_PAGE_DEFAULT, validate=validate.Range(min=1, max=ORDERS_PAGE_MAX))
+    skip = StrictInteger(load_default=0, validate=validate.Range(min=0, max=ORDERS_SKIP_MAX))
+
+
+class PaymentReturnQuery(Schema):
+    """GET /api/shop/checkout/return/{method}: the URL the gateway was given, plus its own parameters."""
+
+    order = fields.String(required=True, metadata={"description": "the order key"})
+    rt = fields.String(required=True, metadata={"description": "the order's return token"})

@@ -10,11 +10,12 @@ from checkout_server.handlers import (
     checkout,
     health,
     methods,
+    operations,
     orders,
     storefront,
 )
 
-AREAS = (health, account, catalog, cart, checkout, orders, admin, methods, storefront)
+AREAS = (health, account, catalog, cart, checkout, orders, admin, methods, storefront, operations)
 
 
 def all_handlers() -> list:

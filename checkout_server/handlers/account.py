@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from checkout_server.plugin.api_docs import api_operation
 from checkout_server.plugin.web import APIError, BaseHandler
+from checkout_server.response_schemas import AddressAnswer, ProfileAnswer
 from checkout_server.schemas import AddressSchema, ProfileSchema
 from checkout_server.storage.customers import ADDRESS_FIELDS, PROFILE_FIELDS
 
@@ -28,9 +30,12 @@ def address_json(address: dict) -> dict:
 class ProfileHandler(BaseHandler):
     auth = "customer"
 
+    @api_operation("The customer's profile", answers={200: ProfileAnswer})
     async def get(self):
         self.send(profile_json(self.customer))
 
+    @api_operation("Change any of first_name, last_name, email, phone", body=ProfileSchema(partial=True),
+                   answers={200: ProfileAnswer})
     async def patch(self):
         changes = self.json_body(ProfileSchema(), partial=True)
         if changes.get("email") and await self.storage.customers.email_taken(changes["email"],
@@ -43,10 +48,12 @@ class ProfileHandler(BaseHandler):
 class AddressesHandler(BaseHandler):
     auth = "customer"
 
+    @api_operation("The customer's addresses", answers={200: AddressAnswer(many=True)})
     async def get(self):
         addresses = (self.customer.get("addresses") or {}).values()
         self.send([address_json(a) for a in sorted(addresses, key=lambda a: a["id"])])
 
+    @api_operation("Add an address", body=AddressSchema, answers={201: AddressAnswer})
     async def post(self):
         address = self.json_body(AddressSchema())
         if len(self.customer.get("addresses") or {}) >= MAX_ADDRESSES:
@@ -58,6 +65,7 @@ class AddressesHandler(BaseHandler):
 class AddressHandler(BaseHandler):
     auth = "customer"
 
+    @api_operation("Delete an address", answers={204: None}, path={"address_id": {"type": "integer", "minimum": 1}})
     async def delete(self, address_id: str):
         # Another customer's address answers exactly as a missing one.
         address_id = self.int_argument(address_id, "address")

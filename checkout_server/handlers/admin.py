@@ -5,7 +5,13 @@ from __future__ import annotations
 import secrets
 
 from checkout_server.handlers.account import email_taken_error, profile_json
+from checkout_server.plugin.api_docs import api_operation
 from checkout_server.plugin.web import APIError, BaseHandler, hash_token
+from checkout_server.response_schemas import (
+    CustomerCreatedAnswer,
+    ErrorAnswer,
+    ProductAnswer,
+)
 from checkout_server.schemas import (
     CustomerCreateSchema,
     ProductCreateSchema,
@@ -40,6 +46,7 @@ def product_json(product: dict, currency: str) -> dict:
 class ProductsHandler(BaseHandler):
     auth = "admin"
 
+    @api_operation("Create a product", body=ProductCreateSchema, answers={201: ProductAnswer})
     async def post(self):
         fields = self.json_body(ProductCreateSchema())
         product = await self.storage.products.create(fields)
@@ -49,10 +56,15 @@ class ProductsHandler(BaseHandler):
 class ProductHandler(BaseHandler):
     auth = "admin"
 
+    @api_operation("A product, with its stock", answers={200: ProductAnswer},
+                   path={"product_id": {"type": "integer", "minimum": 1}})
     async def get(self, product_id: str):
         product = await self._product(product_id)
         self.send(product_json(product, self.methods.site.currency))
 
+    @api_operation("Change any product field; `stock` sets the on-hand count", body=ProductPatchSchema,
+                   answers={200: ProductAnswer, 409: ErrorAnswer},
+                   path={"product_id": {"type": "integer", "minimum": 1}})
     async def patch(self, product_id: str):
         product = await self._product(product_id)
         changes = self.json_body(ProductPatchSchema())
@@ -87,6 +99,8 @@ class ProductHandler(BaseHandler):
 class CustomersHandler(BaseHandler):
     auth = "admin"
 
+    @api_operation("Create a customer; its token is shown this once", body=CustomerCreateSchema,
+                   answers={201: CustomerCreatedAnswer})
     async def post(self):
         profile = self.json_body(CustomerCreateSchema())
         if profile.get("email") and await self.storage.customers.email_taken(profile["email"]):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from checkout_server.checkout.cart import cart_json, load_cart
+from checkout_server.plugin.api_docs import api_operation
 from checkout_server.plugin.web import APIError, BaseHandler
+from checkout_server.response_schemas import CartAnswer
 from checkout_server.schemas import (
     MAX_QUANTITY_PER_LINE,
     CartItemSchema,
@@ -40,11 +42,14 @@ class CartBase(BaseHandler):
 
 
 class CartHandler(CartBase):
+    @api_operation("The cart, priced from the catalog", answers={200: CartAnswer})
     async def get(self):
         await self.send_cart(self.customer)
 
 
 class CartItemsHandler(CartBase):
+    @api_operation("Add a quantity of a product (to its line, if there is one)", body=CartItemSchema,
+                   answers={200: CartAnswer})
     async def post(self):
         item = self.json_body(CartItemSchema())
         product_id, quantity = item["product"], item["quantity"]
@@ -59,6 +64,8 @@ class CartItemsHandler(CartBase):
 
 
 class CartItemHandler(CartBase):
+    @api_operation("Set a line's quantity (0 removes it)", body=CartQuantitySchema, answers={200: CartAnswer},
+                   path={"product_id": {"type": "integer", "minimum": 1}})
     async def put(self, product_id: str):
         product_id = self._product_id(product_id)
         quantity = self.json_body(CartQuantitySchema())["quantity"]
@@ -68,6 +75,7 @@ class CartItemHandler(CartBase):
         customer = await self.storage.customers.set_cart_quantity(self.customer["_id"], product_id, quantity)
         await self.send_cart(customer)
 
+    @api_operation("Remove a line", answers={200: CartAnswer}, path={"product_id": {"type": "integer", "minimum": 1}})
     async def delete(self, product_id: str):
         product_id = self._product_id(product_id)
         customer = await self.storage.customers.set_cart_quantity(self.customer["_id"], product_id, 0)

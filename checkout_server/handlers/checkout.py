@@ -18,8 +18,14 @@ from checkout_server.payments.callbacks import (
     settle_return,
 )
 from checkout_server.payments.return_tokens import NOTIFY_ROUTE, RETURN_ROUTE
+from checkout_server.plugin.api_docs import api_operation
 from checkout_server.plugin.web import APIError, BaseHandler
-from checkout_server.schemas import CheckoutSchema
+from checkout_server.response_schemas import (
+    CheckoutAnswer,
+    ErrorAnswer,
+    NotificationAnswer,
+)
+from checkout_server.schemas import CheckoutSchema, PaymentReturnQuery
 
 # Built once: a marshmallow schema deep-copies its declared fields on every instantiation,
 # and loading keeps no state on the instance.
@@ -54,6 +60,16 @@ class CheckoutCartHandler(BaseHandler):
         self.locked = True
         return customer
 
+    @api_operation(
+        "Check out the cart: create the order and start its payment",
+        description="Answers `next_step` (redirect payments: send the shopper there) or `order_key` "
+                    "(direct payments). A 400 reports every failing rule at once in `fields` "
+                    "(cart, profile, address, payment_method, shipping_method).",
+        body=CheckoutSchema, answers={200: CheckoutAnswer, 409: ErrorAnswer, 503: ErrorAnswer},
+        parameters=({"in": "header", "name": "Idempotency-Key", "required": False,
+                     "description": "A repeat with the same key and body answers as the first did (24 hours); "
+                                    "the same key with another body is 400; while the first runs, 409.",
+                     "schema": {"type": "string", "minLength": 1, "maxLength": 255}},))
     async def post(self):
         request = self.checkout_request or self.json_body(CHECKOUT_SCHEMA)
         key = self.request.headers.get("Idempotency-Key")
@@ -72,6 +88,13 @@ class PaymentReturnHandler(BaseHandler):
 
     auth = "public"
 
+    @api_operation(
+        "The shopper's browser back from the gateway: verified with the gateway, then sent on",
+        description="The gateway adds its own query parameters. Answers 302 to the site's return_url "
+                    "with the order key and the result (paid, failed or pending).",
+        query=PaymentReturnQuery, answers={302: None},
+        answer_headers={302: {"Location": "the site's return_url for this order and result"}},
+        path={"method_id": {"type": "integer", "minimum": 1}})
     async def get(self, method_id: str):
         table = self.methods  # one table for the whole request
         method_number = self.int_argument(method_id, "payment method")
@@ -94,6 +117,12 @@ class PaymentNotifyHandler(BaseHandler):
 
     auth = "public"
 
+    @api_operation(
+        "A gateway's server-to-server notification (webhook), checked by the payment method",
+        description="The body and headers are the gateway's own (signed where it signs); 400 when the "
+                    "method refuses it, 503 when the gateway cannot be asked.",
+        answers={200: NotificationAnswer, 400: ErrorAnswer, 503: ErrorAnswer},
+        path={"method_id": {"type": "integer", "minimum": 1}})
     async def post(self, method_id: str):
         method_number = self.int_argument(method_id, "payment method")
         try:

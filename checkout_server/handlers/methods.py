@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from checkout_server.checkout.cart import load_cart, to_address
 from checkout_server.methods.availability import payment_support, shipping_offer
+from checkout_server.plugin.api_docs import api_operation
 from checkout_server.plugin.manager import get_plugins
 from checkout_server.plugin.providers import Support
 from checkout_server.plugin.web import APIError, BaseHandler
+from checkout_server.response_schemas import CheckoutMethodsAnswer, PluginsAnswer
+from checkout_server.schemas import CheckoutMethodsQuery
 
 _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no", ""}
@@ -17,6 +20,8 @@ class CheckoutMethodsHandler(BaseHandler):
 
     auth = "customer"
 
+    @api_operation("The payment and shipping methods this cart (and address) can use",
+                   query=CheckoutMethodsQuery, answers={200: CheckoutMethodsAnswer})
     async def get(self):
         address_id = self._address_argument()
         include_unavailable = self._flag_argument("include_unavailable")
@@ -92,6 +97,8 @@ class AdminPluginsHandler(BaseHandler):
 
     auth = "admin"
 
+    @api_operation("Loaded plugins with their providers, and the configured methods",
+                   answers={200: PluginsAnswer})
     async def get(self):
         table = self.methods
         self.send({

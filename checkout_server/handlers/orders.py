@@ -5,8 +5,10 @@ from __future__ import annotations
 from checkout_server.handlers.paging import PagedHandler, query_error
 from checkout_server.payments import cancel, refunds
 from checkout_server.payments.refunds import ActionError
+from checkout_server.plugin.api_docs import api_operation
 from checkout_server.plugin.web import APIError, BaseHandler
-from checkout_server.schemas import OrderCancelSchema, OrderRefundSchema
+from checkout_server.response_schemas import AdminOrderAnswer, OrderAnswer
+from checkout_server.schemas import OrderCancelSchema, OrderRefundSchema, OrdersQuery
 from checkout_server.storage.models import Order, OrderStatus
 
 PUBLIC_FIELDS = ("status", "items", "subtotal", "shipping_cost", "total", "currency", "payment_method",
@@ -42,6 +44,8 @@ class OrdersHandler(PagedHandler):
 
     auth = "customer"
 
+    @api_operation("The customer's orders, newest first", query=OrdersQuery,
+                   answers={200: OrderAnswer(many=True)})
     async def get(self):
         limit, skip = self.page()
         orders = await self.storage.orders.list_for_customer(self.customer["_id"], limit=limit, skip=skip)
@@ -51,6 +55,7 @@ class OrdersHandler(PagedHandler):
 class OrderHandler(BaseHandler):
     auth = "customer"
 
+    @api_operation("One of the customer's orders", answers={200: OrderAnswer})
     async def get(self, order_key: str):
         order = await self.storage.orders.get_for_customer(order_key, self.customer["_id"])
         if order is None:  # another customer's order answers exactly like a missing one
@@ -90,6 +95,8 @@ class AdminOrdersHandler(PagedHandler):
 class AdminOrderHandler(BaseHandler):
     auth = "admin"
 
+    @api_operation("Any order, with its customer, stock state and payment record",
+                   answers={200: AdminOrderAnswer})
     async def get(self, order_key: str):
         order = await self.storage.orders.get(order_key)
         if order is None:

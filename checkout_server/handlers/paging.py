@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from checkout_server.plugin.web import APIError, BaseHandler
+from checkout_server.schemas import (
+    ORDERS_PAGE_DEFAULT,
+    ORDERS_PAGE_MAX,
+    ORDERS_SKIP_MAX,
+)
 
-# Pages: `?limit=` items (default, at most) from `?skip=` on.
-DEFAULT_PAGE, MAX_PAGE, MAX_SKIP = 50, 100, 1_000_000
+# Pages: `?limit=` items (default, at most) from `?skip=` on (the bounds the OpenAPI document's
+# query schemas state).
+DEFAULT_PAGE, MAX_PAGE, MAX_SKIP = ORDERS_PAGE_DEFAULT, ORDERS_PAGE_MAX, ORDERS_SKIP_MAX
 
 
 def query_error(name: str, message: str) -> APIError:

@@ -10,10 +10,12 @@ core may change without notice. The modules behind these names:
 - `gateway_http`: `GatewayClient`, the HTTP client a provider talks to its gateway with;
 - `fake_gateway`: the kit for writing a local fake of a gateway;
 - `web`: `BaseHandler` and `APIError` for a plugin's own routes;
+- `api_docs`: `api_operation`, declaring a route's schemas for the OpenAPI document;
 - `PluginDocuments`: a plugin's own documents, handed out by the core to its providers
   (`provider.documents`) and its routes (`handler.documents`).
 """
 
+from checkout_server.plugin.api_docs import api_operation
 from checkout_server.plugin.fake_gateway import (
     STATE,
     FakeState,
@@ -102,6 +104,7 @@ __all__ = [
     "Site",
     "Support",
     "add_payment_page",
+    "api_operation",
     "approval_page",
     "fake_api",
     "hookimpl",

@@ -28,6 +28,7 @@ from http import HTTPStatus
 import tornado.web
 from marshmallow import Schema, ValidationError
 
+from checkout_server.observability import logs
 from checkout_server.plugin.providers import Method, Site
 from checkout_server.storage import UNAVAILABLE_ERRORS
 from checkout_server.storage.plugin_documents import PluginDocuments
@@ -135,6 +136,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise APIError(401, "authentication required: send 'Authorization: Token <your token>'",
                            headers={"WWW-Authenticate": "Token"})
         self.customer = customer
+        logs.bind(customer_id=customer["_id"])
 
     async def authorize(self) -> None:
         """Checks of the subclass's own, run after authentication; raise APIError to refuse.
