@@ -146,3 +146,104 @@ def test_loopback_access_needs_the_admin_token_from_elsewhere():
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("127.8.0.3")
     assert not is_loopback("10.0.0.5") and not is_loopback("203.0.113.9") and not is_loopback(None)
+
+
+def metric_value(text: str, name: str, **labels) -> float:
+    """The value of one sample in a Prometheus text exposition (0 if absent)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
+@pytest.mark.gen_test
+async def test_checkouts_settlements_stock_and_holds_are_counted():
+    import checkout_fixtures as kit
+
+    from checkout_server.payments.sweeper import sweep
+    from checkout_server.plugin import PaymentCheck, PaymentState
+
+    async with kit.shop() as shop:
+        async def scrape() -> str:
+            return (await shop.request("GET", "/metrics")).raw.decode()
+
+        before = await scrape()
+        p = await shop.product(price=1000, stock=1)
+        direct = await shop.customer(cart={p["_id"]: 1})
+        redirect = await shop.customer(cart={p["_id"]: 1})
+        incomplete = await shop.customer(complete=False, cart={p["_id"]: 1})
+        assert "order_key" in (await direct.checkout(kit.DIRECT, kit.FLAT)).body
+        assert (await redirect.checkout(kit.REDIRECT, kit.FLAT)).status == 400  # sold out
+        assert (await incomplete.checkout(kit.DIRECT, kit.INACTIVE_SHIPPING)).status == 400
+        assert (await direct.checkout(kit.DIRECT, kit.FLAT, notes=5)).status == 400  # a bad body
+        await shop.admin("PATCH", f"/api/admin/products/{p['_id']}", {"stock": 5})
+        r = await redirect.checkout(kit.REDIRECT, kit.FLAT)
+        key = r.body["next_step"].rsplit("/", 1)[1]
+        kit.GATEWAY_STATE[key] = PaymentCheck(PaymentState.PAID, amount=1500, currency="EUR")
+        assert (await shop.request("GET", await kit.return_path(shop.storage, key))).status == 302
+        assert (await shop.request("GET", await kit.return_path(shop.storage, key))).status == 302  # replayed
+        down = await shop.customer(cart={p["_id"]: 1})
+        assert (await down.checkout(kit.DOWN, kit.FLAT)).status == 503
+        late = await shop.customer(cart={p["_id"]: 1})
+        late_key = (await late.checkout(kit.REDIRECT, kit.FLAT)).body["next_step"].rsplit("/", 1)[1]
+        from datetime import UTC, datetime, timedelta
+        report = await sweep(shop.storage, shop.methods, now=datetime.now(UTC) + timedelta(minutes=31))
+        assert report.cancelled == [late_key]
+        after = await scrape()
+
+    def delta(name, **labels):
+        return metric_value(after, name, **labels) - metric_value(before, name, **labels)
+
+    assert delta("checkout_checkouts_total", outcome="order", payment_method="1", flow="direct") == 1
+    assert delta("checkout_checkouts_total", outcome="next_step", payment_method="2", flow="redirect") == 2
+    assert delta("checkout_checkouts_total", outcome="refused", payment_method="2", flow="redirect") == 1
+    assert delta("checkout_checkouts_total", outcome="refused", payment_method="1", flow="direct") == 1
+    assert delta("checkout_checkouts_total", outcome="invalid", payment_method="unknown") == 1
+    assert delta("checkout_checkouts_total", outcome="503", payment_method="3", flow="redirect") == 1
+    assert delta("checkout_checkout_refusals_total", rule="cart") == 2  # both sold out
+    assert delta("checkout_checkout_refusals_total", rule="profile") == 1
+    assert delta("checkout_checkout_refusals_total", rule="shipping_method") == 1
+    assert delta("checkout_stock_refusals_total", stage="validation") == 2
+    assert delta("checkout_settlements_total", result="paid", source="return") == 1
+    assert delta("checkout_settlements_total", result="failed", source="expiry") == 1
+    assert delta("checkout_holds_expired_total", outcome="cancelled") == 1
+    assert delta("checkout_http_requests_total", route="/api/shop/checkout/return/{method_id}",
+                 method="GET", status="302") == 2
+
+
+FORKING_PARENT = """
+import os, sys
+from checkout_server.observability import metrics
+
+metrics.request_finished("/health", "GET", 200, 0.01)  # counted in memory before the workers exist
+directory = metrics.prepare_multiprocess(sys.argv[1])
+workers = []
+for _ in range(3):
+    pid = os.fork()
+    if pid == 0:
+        metrics.checkout_finished("order", "1", "direct")
+        os._exit(0)
+    workers.append(pid)
+for pid in workers:
+    os.waitpid(pid, 0)
+    metrics.worker_exited(pid)
+sys.stdout.write(metrics.exposition().decode())
+"""
+
+
+def test_workers_forked_after_prepare_multiprocess_report_one_sum(tmp_path):
+    import subprocess
+    import sys
+
+    directory = tmp_path / "metrics"
+    directory.mkdir()
+    (directory / "counter_999999.db").write_bytes(b"left by an earlier run")
+    done = subprocess.run([sys.executable, "-c", FORKING_PARENT, str(directory)], check=False, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert metric_value(done.stdout, "checkout_checkouts_total", outcome="order", payment_method="1",
+                        flow="direct") == 3
+    assert not (directory / "counter_999999.db").exists()

@@ -30,6 +30,7 @@ from checkout_server.checkout.rules import (
     unpaid_limits,
     validate,
 )
+from checkout_server.observability import logs, metrics
 from checkout_server.payments import provider_calls
 from checkout_server.payments.provider_calls import (
     GatewayTrouble,
@@ -120,6 +121,7 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict, reverse
 
     now = clock.utcnow()
     order_key = await storage.orders.next_order_key(now.year)
+    logs.bind(order_key=order_key)
     return_token, return_token_hash = new_return_token()
     order = await storage.orders.insert(build_order(order_key, order_request, site, now, return_token_hash))
     if key_id is not None:
@@ -128,6 +130,7 @@ async def place_order(storage, table, lock: CheckoutLock, request: dict, reverse
     lines = loaded.quantities
     short = await reservations.reserve_lines(storage, order_key, lines)
     if short:
+        metrics.stock_refused(len(short), "reservation")
         # No order exists for a cart that failed the stock rule.
         await storage.orders.delete(order_key, {"stock": StockState.RESERVING})
         names = {line.product: line.name for line in loaded.cart.lines}

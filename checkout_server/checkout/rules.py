@@ -14,6 +14,7 @@ from checkout_server.checkout.answers import CheckoutError
 from checkout_server.checkout.cart import LoadedCart, to_address
 from checkout_server.checkout.order import OrderRequest
 from checkout_server.methods.availability import payment_support, shipping_offer
+from checkout_server.observability import metrics
 from checkout_server.plugin.providers import MAX_MONEY
 from checkout_server.storage.customers import PROFILE_FIELDS
 
@@ -43,6 +44,7 @@ def validate(customer: dict, loaded: LoadedCart, request: dict, table) -> tuple[
         left = int(loaded.products[line.product].get("stock", 0))
         if left < line.quantity:
             refuse("cart", short_message(line.name, line.product, line.quantity, left))
+            metrics.stock_refused(1, "validation")
 
     missing = [name for name in PROFILE_FIELDS if not customer.get(name)]
     if missing:

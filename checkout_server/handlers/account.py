@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from checkout_server.plugin.api_docs import api_operation
+from checkout_server.plugin.api_docs import PATH_ID, api_operation
 from checkout_server.plugin.web import APIError, BaseHandler
 from checkout_server.response_schemas import AddressAnswer, ProfileAnswer
 from checkout_server.schemas import AddressSchema, ProfileSchema
@@ -65,7 +65,7 @@ class AddressesHandler(BaseHandler):
 class AddressHandler(BaseHandler):
     auth = "customer"
 
-    @api_operation("Delete an address", answers={204: None}, path={"address_id": {"type": "integer", "minimum": 1}})
+    @api_operation("Delete an address", answers={204: None}, path={"address_id": PATH_ID})
     async def delete(self, address_id: str):
         # Another customer's address answers exactly as a missing one.
         address_id = self.int_argument(address_id, "address")

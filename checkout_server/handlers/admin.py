@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 
 from checkout_server.handlers.account import email_taken_error, profile_json
-from checkout_server.plugin.api_docs import api_operation
+from checkout_server.plugin.api_docs import PATH_ID, api_operation
 from checkout_server.plugin.web import APIError, BaseHandler, hash_token
 from checkout_server.response_schemas import (
     CustomerCreatedAnswer,
@@ -57,14 +57,14 @@ class ProductHandler(BaseHandler):
     auth = "admin"
 
     @api_operation("A product, with its stock", answers={200: ProductAnswer},
-                   path={"product_id": {"type": "integer", "minimum": 1}})
+                   path={"product_id": PATH_ID})
     async def get(self, product_id: str):
         product = await self._product(product_id)
         self.send(product_json(product, self.methods.site.currency))
 
     @api_operation("Change any product field; `stock` sets the on-hand count", body=ProductPatchSchema,
                    answers={200: ProductAnswer, 409: ErrorAnswer},
-                   path={"product_id": {"type": "integer", "minimum": 1}})
+                   path={"product_id": PATH_ID})
     async def patch(self, product_id: str):
         product = await self._product(product_id)
         changes = self.json_body(ProductPatchSchema())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from checkout_server.checkout.cart import cart_json, load_cart
-from checkout_server.plugin.api_docs import api_operation
+from checkout_server.plugin.api_docs import PATH_ID, api_operation
 from checkout_server.plugin.web import APIError, BaseHandler
-from checkout_server.response_schemas import CartAnswer
+from checkout_server.response_schemas import CartAnswer, ErrorAnswer
 from checkout_server.schemas import (
     MAX_QUANTITY_PER_LINE,
     CartItemSchema,
@@ -64,8 +64,8 @@ class CartItemsHandler(CartBase):
 
 
 class CartItemHandler(CartBase):
-    @api_operation("Set a line's quantity (0 removes it)", body=CartQuantitySchema, answers={200: CartAnswer},
-                   path={"product_id": {"type": "integer", "minimum": 1}})
+    @api_operation("Set a line's quantity (0 removes it)", body=CartQuantitySchema, answers={200: CartAnswer, 400: ErrorAnswer},
+                   path={"product_id": PATH_ID})
     async def put(self, product_id: str):
         product_id = self._product_id(product_id)
         quantity = self.json_body(CartQuantitySchema())["quantity"]
@@ -75,7 +75,7 @@ class CartItemHandler(CartBase):
         customer = await self.storage.customers.set_cart_quantity(self.customer["_id"], product_id, quantity)
         await self.send_cart(customer)
 
-    @api_operation("Remove a line", answers={200: CartAnswer}, path={"product_id": {"type": "integer", "minimum": 1}})
+    @api_operation("Remove a line", answers={200: CartAnswer, 400: ErrorAnswer}, path={"product_id": PATH_ID})
     async def delete(self, product_id: str):
         product_id = self._product_id(product_id)
         customer = await self.storage.customers.set_cart_quantity(self.customer["_id"], product_id, 0)

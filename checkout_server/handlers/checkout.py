@@ -12,13 +12,15 @@ from urllib.parse import quote
 from checkout_server.checkout.answers import CheckoutError
 from checkout_server.checkout.flow import checkout_cart
 from checkout_server.checkout.lock import lock_customer_by_token
+from checkout_server.checkout.rules import RULE_FIELDS
+from checkout_server.observability import logs, metrics
 from checkout_server.payments.callbacks import (
     CallbackError,
     settle_notification,
     settle_return,
 )
 from checkout_server.payments.return_tokens import NOTIFY_ROUTE, RETURN_ROUTE
-from checkout_server.plugin.api_docs import api_operation
+from checkout_server.plugin.api_docs import PATH_ID, api_operation
 from checkout_server.plugin.web import APIError, BaseHandler
 from checkout_server.response_schemas import (
     CheckoutAnswer,
@@ -71,16 +73,37 @@ class CheckoutCartHandler(BaseHandler):
                                     "the same key with another body is 400; while the first runs, 409.",
                      "schema": {"type": "string", "minLength": 1, "maxLength": 255}},))
     async def post(self):
-        request = self.checkout_request or self.json_body(CHECKOUT_SCHEMA)
-        key = self.request.headers.get("Idempotency-Key")
-        # A repeated key is compared with the body as sent, not as validation cleaned it.
-        sent = self.json_body() if key is not None else None
+        table = self.methods
+        outcome, request = "500", self.checkout_request
         try:
-            status, body = await checkout_cart(self.storage, self.methods, self.customer, request, key,
+            request = request or self.json_body(CHECKOUT_SCHEMA)
+            key = self.request.headers.get("Idempotency-Key")
+            # A repeated key is compared with the body as sent, not as validation cleaned it.
+            sent = self.json_body() if key is not None else None
+            status, body = await checkout_cart(self.storage, table, self.customer, request, key,
                                                locked=self.locked, sent=sent, reverse_url=self.reverse_url)
+            outcome = "next_step" if "next_step" in body else "order" if "order_key" in body else str(status)
+            if "order_key" in body:
+                logs.bind(order_key=body["order_key"])
         except CheckoutError as exc:
+            outcome = _error_outcome(exc.status, exc.fields)
             raise APIError(exc.status, exc.message, exc.fields) from None
+        except APIError as exc:
+            outcome = _error_outcome(exc.status_code, exc.fields)
+            raise
+        finally:
+            method = table.payment.get((request or {}).get("payment_method"))
+            metrics.checkout_finished(outcome, str(method.id) if method else "unknown",
+                                      method.provider.flow if method else "unknown")
         self.send(body, status)
+
+
+def _error_outcome(status: int, fields: dict | None) -> str:
+    """A failed checkout's outcome label; a 400 on the seed page's rules counts each rule."""
+    if status == 400 and fields and set(fields) <= set(RULE_FIELDS):
+        metrics.checkout_refused(fields)
+        return "refused"
+    return "invalid" if status == 400 else str(status)
 
 
 class PaymentReturnHandler(BaseHandler):
@@ -94,7 +117,7 @@ class PaymentReturnHandler(BaseHandler):
                     "with the order key and the result (paid, failed or pending).",
         query=PaymentReturnQuery, answers={302: None},
         answer_headers={302: {"Location": "the site's return_url for this order and result"}},
-        path={"method_id": {"type": "integer", "minimum": 1}})
+        path={"method_id": PATH_ID})
     async def get(self, method_id: str):
         table = self.methods  # one table for the whole request
         method_number = self.int_argument(method_id, "payment method")
@@ -122,7 +145,7 @@ class PaymentNotifyHandler(BaseHandler):
         description="The body and headers are the gateway's own (signed where it signs); 400 when the "
                     "method refuses it, 503 when the gateway cannot be asked.",
         answers={200: NotificationAnswer, 400: ErrorAnswer, 503: ErrorAnswer},
-        path={"method_id": {"type": "integer", "minimum": 1}})
+        path={"method_id": PATH_ID})
     async def post(self, method_id: str):
         method_number = self.int_argument(method_id, "payment method")
         try:

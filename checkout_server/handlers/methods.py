@@ -8,7 +8,11 @@ from checkout_server.plugin.api_docs import api_operation
 from checkout_server.plugin.manager import get_plugins
 from checkout_server.plugin.providers import Support
 from checkout_server.plugin.web import APIError, BaseHandler
-from checkout_server.response_schemas import CheckoutMethodsAnswer, PluginsAnswer
+from checkout_server.response_schemas import (
+    CheckoutMethodsAnswer,
+    ErrorAnswer,
+    PluginsAnswer,
+)
 from checkout_server.schemas import CheckoutMethodsQuery
 
 _TRUE = {"1", "true", "yes"}
@@ -21,7 +25,7 @@ class CheckoutMethodsHandler(BaseHandler):
     auth = "customer"
 
     @api_operation("The payment and shipping methods this cart (and address) can use",
-                   query=CheckoutMethodsQuery, answers={200: CheckoutMethodsAnswer})
+                   query=CheckoutMethodsQuery, answers={200: CheckoutMethodsAnswer, 404: ErrorAnswer})
     async def get(self):
         address_id = self._address_argument()
         include_unavailable = self._flag_argument("include_unavailable")

@@ -14,6 +14,7 @@ applies to all of them. Each metric is documented, with an alert, in docs/operat
 
 from __future__ import annotations
 
+import functools
 import glob
 import os
 import shutil
@@ -31,6 +32,8 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+
+from checkout_server.observability import logs
 
 __all__ = [
     "CONTENT_TYPE", "checkout_finished", "checkout_refused", "cleanup_multiprocess", "embedded_database_restarted",
@@ -109,6 +112,32 @@ def stock_refused(lines: int = 1, stage: str = "validation") -> None:
 def settlement(result: str, source: str) -> None:
     """result: paid, failed, pending or unchanged; source: return, notification or expiry."""
     _metrics().settlements.labels(result, source).inc()
+
+
+def settlement_source() -> str:
+    """What asked for a settlement: the request being served says, else the hold-expiry sweep."""
+    context = logs.current()
+    route = context.route if context is not None else None
+    if route is None:
+        return "expiry"
+    if "/checkout/return/" in route:
+        return "return"
+    if "/checkout/notify/" in route:
+        return "notification"
+    return "other"
+
+
+def counted_settlement(settle):
+    """Decorates the one settle function: each call counted by its result and source."""
+
+    @functools.wraps(settle)
+    async def counted(*args, **kwargs):
+        outcome = await settle(*args, **kwargs)
+        result = outcome.result if outcome.changed or outcome.result == "pending" else "unchanged"
+        settlement(result, settlement_source())
+        return outcome
+
+    return counted
 
 
 def gateway_call_observed(provider: str, operation: str, outcome: str, seconds: float) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from checkout_server.observability import metrics
 from checkout_server.payments import provider_calls
 from checkout_server.payments.provider_calls import ProviderCallError, order_info  # noqa: F401 -- plugins' tests import it here
 from checkout_server.plugin.providers import PaymentCheck, PaymentState
@@ -88,6 +89,7 @@ def _verdict(order: Order, check: PaymentCheck) -> tuple[OrderStatus | None, str
     return None, check.detail or "payment pending"
 
 
+@metrics.counted_settlement
 async def settle(storage, table, order: Order, check: PaymentCheck, by: str | None = None) -> Settlement:
     """Settle `order` on what its gateway said (`check`); safe to repeat and to race.
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from checkout_server import clock
+from checkout_server.observability import metrics
 from checkout_server.payments import refunds
 from checkout_server.payments.settlement import (
     PAID,
@@ -59,6 +60,8 @@ async def sweep(storage, table, now: datetime | None = None) -> SweepReport:
         await _expire(storage, table, order, report)
     report.purged_keys = await storage.idempotency.purge_older_than(IDEMPOTENCY_TTL)
     report.refunds_finished = await refunds.finish_pending_refunds(storage, table)
+    for outcome in ("paid", "cancelled", "deferred"):
+        metrics.hold_expired(outcome, len(getattr(report, outcome)))
     if report.paid or report.cancelled or report.deferred or report.refunds_finished:
         log.info("hold expiry: %s", report)
     return report

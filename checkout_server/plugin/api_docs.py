@@ -20,9 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Operation", "api_operation", "operation_of"]
+__all__ = ["PATH_ID", "Operation", "api_operation", "operation_of"]
 
 OPENAPI_ATTRIBUTE = "__checkout_openapi__"
+# A path id as BaseHandler.int_argument reads it: 1 to 15 digits (longer ones are 404s).
+PATH_ID = {"type": "integer", "minimum": 1, "maximum": 10**15 - 1}
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from checkout_server import clock
+from checkout_server.observability import metrics
 from checkout_server.storage.models import Order, OrderStatus, StockState
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,9 @@ async def reconcile(storage, stale_after: timedelta | None = None, *, orphan_sca
         report.orphans = await _release_orphan_markers(storage)
     if report:
         log.warning("reconciled: %s", report)
+        for action in ("interrupted", "released", "committed"):
+            metrics.reconciler_acted(action, len(getattr(report, action)))
+        metrics.reconciler_acted("orphans", report.orphans)
     return report
 
 
