@@ -121,7 +121,7 @@ def _operation(route: Route, auth: str, verb: str, op: Operation) -> dict:
     if op.description:
         operation["description"] = op.description
     if op.body is not None:
-        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": op.body}}}
+        operation["requestBody"] = {"required": op.body_required, "content": {"application/json": {"schema": op.body}}}
     return operation
 
 

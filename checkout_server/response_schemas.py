@@ -132,6 +132,18 @@ class HistoryEntryAnswer(Schema):
     reason = fields.String(required=True, allow_none=True)
 
 
+class AdminHistoryEntryAnswer(HistoryEntryAnswer):
+    by = fields.String(required=True, allow_none=True, metadata={"description": "who moved the order"})
+
+
+class RefundTotalsAnswer(Schema):
+    captured = fields.Integer(required=True)
+    refunded = fields.Integer(required=True)
+    pending = fields.Integer(required=True)
+    refundable = fields.Integer(required=True)
+    currency = fields.String(required=True, allow_none=True)
+
+
 class OrderAnswer(Schema):
     """An order as its customer sees it."""
 
@@ -163,6 +175,8 @@ class AdminOrderAnswer(OrderAnswer):
     payment = fields.Dict(required=True)
     shipping = fields.Dict(required=True, allow_none=True)
     events = fields.List(fields.String(), required=True)
+    refunds = fields.Nested(RefundTotalsAnswer, required=True)
+    history = fields.List(fields.Nested(AdminHistoryEntryAnswer), required=True)
 
 
 class ProductAnswer(Schema):

@@ -20,10 +20,24 @@ from marshmallow import (
 from checkout_server.plugin.providers import MAX_MONEY
 
 __all__ = [
-    "COUNTRY_CODES", "AddressSchema", "CartItemSchema", "CartQuantitySchema", "CheckoutMethodsQuery",
-    "CheckoutSchema", "CustomerCreateSchema", "OrderCancelSchema", "OrderRefundSchema", "OrdersQuery",
-    "PaymentReturnQuery", "ProductCreateSchema", "ProductPatchSchema", "ProfileSchema", "StrictBoolean",
-    "StrictInteger", "Text",
+    "COUNTRY_CODES",
+    "AddressSchema",
+    "AdminOrdersQuery",
+    "CartItemSchema",
+    "CartQuantitySchema",
+    "CheckoutMethodsQuery",
+    "CheckoutSchema",
+    "CustomerCreateSchema",
+    "OrderCancelSchema",
+    "OrderRefundSchema",
+    "OrdersQuery",
+    "PaymentReturnQuery",
+    "ProductCreateSchema",
+    "ProductPatchSchema",
+    "ProfileSchema",
+    "StrictBoolean",
+    "StrictInteger",
+    "Text",
 ]
 
 # Upper bounds that keep one request from writing absurd documents.
@@ -218,6 +232,16 @@ class CheckoutMethodsQuery(Schema):
 class OrdersQuery(Schema):
     """GET /api/shop/orders: a page of orders, newest first; a shorter page is the last."""
 
+    limit = StrictInteger(load_default=ORDERS_PAGE_DEFAULT, validate=validate.Range(min=1, max=ORDERS_PAGE_MAX))
+    skip = StrictInteger(load_default=0, validate=validate.Range(min=0, max=ORDERS_SKIP_MAX))
+
+
+class AdminOrdersQuery(Schema):
+    """GET /api/admin/orders: every customer's orders, newest first, filtered."""
+
+    status = fields.String(validate=validate.OneOf(["HOLD", "PROCESSING", "CANCELLED"]))
+    customer = StrictInteger(validate=validate.Range(min=1, max=10**15 - 1))
+    refund_needed = fields.String(validate=validate.OneOf(["true", "false", "1", "0"]))
     limit = StrictInteger(load_default=ORDERS_PAGE_DEFAULT, validate=validate.Range(min=1, max=ORDERS_PAGE_MAX))
     skip = StrictInteger(load_default=0, validate=validate.Range(min=0, max=ORDERS_SKIP_MAX))
 

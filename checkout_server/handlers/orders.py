@@ -7,8 +7,13 @@ from checkout_server.payments import cancel, refunds
 from checkout_server.payments.refunds import ActionError
 from checkout_server.plugin.api_docs import api_operation
 from checkout_server.plugin.web import APIError, BaseHandler
-from checkout_server.response_schemas import AdminOrderAnswer, OrderAnswer
-from checkout_server.schemas import OrderCancelSchema, OrderRefundSchema, OrdersQuery
+from checkout_server.response_schemas import AdminOrderAnswer, ErrorAnswer, OrderAnswer
+from checkout_server.schemas import (
+    AdminOrdersQuery,
+    OrderCancelSchema,
+    OrderRefundSchema,
+    OrdersQuery,
+)
 from checkout_server.storage.models import Order, OrderStatus
 
 PUBLIC_FIELDS = ("status", "items", "subtotal", "shipping_cost", "total", "currency", "payment_method",
@@ -73,6 +78,8 @@ class AdminOrdersHandler(PagedHandler):
 
     auth = "admin"
 
+    @api_operation("Every customer's orders, newest first, filtered by status, customer or refund_needed",
+                   query=AdminOrdersQuery, answers={200: AdminOrderAnswer(many=True)})
     async def get(self):
         self.refuse_unknown_arguments(ADMIN_FILTERS)
         status = self.one_argument("status", f"one of {', '.join(STATUSES)}")
@@ -123,6 +130,8 @@ class _AdminActionHandler(BaseHandler):
 class AdminOrderCancelHandler(_AdminActionHandler):
     """Cancel an order: ask the gateway (HOLD), refund and take the units back (PROCESSING)."""
 
+    @api_operation("Cancel an order: asks the gateway (HOLD), refunds and takes the units back (PROCESSING)",
+                   body=OrderCancelSchema, body_required=False, answers={200: AdminOrderAnswer, 409: ErrorAnswer, 503: ErrorAnswer})
     async def post(self, order_key: str):
         body = self.body(OrderCancelSchema())
         await self.act(cancel.cancel, order_key, reason=body["reason"], restock=body["restock"],
@@ -132,6 +141,8 @@ class AdminOrderCancelHandler(_AdminActionHandler):
 class AdminOrderRefundHandler(_AdminActionHandler):
     """Refund part or all of an order's payment, through its provider or recorded by hand."""
 
+    @api_operation("Refund part or all of an order's payment, through its provider or recorded by hand",
+                   body=OrderRefundSchema, body_required=False, answers={200: AdminOrderAnswer, 409: ErrorAnswer, 503: ErrorAnswer})
     async def post(self, order_key: str):
         body = self.body(OrderRefundSchema())
         await self.act(refunds.refund, order_key, amount=body["amount"], manual=body["manual"],

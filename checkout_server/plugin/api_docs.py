@@ -32,6 +32,7 @@ class Operation:
     summary: str
     description: str = ""
     body: Any = None  # a marshmallow Schema (class or instance)
+    body_required: bool = True  # False: an empty body means every field's default
     query: Any = None  # a marshmallow Schema whose fields are the query parameters
     answers: dict[int, Any] = field(default_factory=dict)
     # Path parameter name -> JSON Schema (default: a string).
