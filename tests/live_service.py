@@ -43,8 +43,8 @@ class LiveService:
     def __enter__(self) -> Self:
         env = {k: v for k, v in os.environ.items()
                if k not in ("CHECKOUT_PLUGINS", "MONGODB_URI", "CHECKOUT_CONFIG", "PORT", "LOG_FORMAT")}
-        env.update(CHECKOUT_DATA_DIR=str(self.workdir / "var"), CHECKOUT_ADMIN_TOKEN=self.admin_token,
-                   LOG_LEVEL="INFO", **self.extra_env)
+        env.update({"CHECKOUT_DATA_DIR": str(self.workdir / "var"), "CHECKOUT_ADMIN_TOKEN": self.admin_token,
+                    "LOG_LEVEL": "INFO", **self.extra_env})
         exe = Path(sys.executable).with_name("checkout-server")
         cmd = ([str(exe)] if exe.exists() else
                [sys.executable, "-c", "import sys; from checkout_server.cli import main; sys.exit(main())"])
