@@ -15,7 +15,7 @@ core may change without notice. The modules behind these names:
   (`provider.documents`) and its routes (`handler.documents`).
 """
 
-from checkout_server.plugin.api_docs import api_operation
+from checkout_server.plugin.api_docs import PATH_ID, api_operation
 from checkout_server.plugin.fake_gateway import (
     STATE,
     FakeState,
@@ -69,6 +69,7 @@ from checkout_server.storage.plugin_documents import DocumentExists, PluginDocum
 
 __all__ = [
     "MAX_MONEY",
+    "PATH_ID",
     "STATE",
     "APIError",
     "Address",
