@@ -210,6 +210,12 @@ async def test_checkouts_settlements_stock_and_holds_are_counted():
     assert delta("checkout_settlements_total", result="paid", source="return") == 1
     assert delta("checkout_settlements_total", result="failed", source="expiry") == 1
     assert delta("checkout_holds_expired_total", outcome="cancelled") == 1
+    assert delta("checkout_gateway_calls_total", provider="test_redirect", operation="start", outcome="ok") == 2
+    assert delta("checkout_gateway_calls_total", provider="test_redirect", operation="verify_return",
+                 outcome="ok") == 1
+    assert delta("checkout_gateway_calls_total", provider="test_gateway_down", operation="start",
+                 outcome="unavailable") == 1
+    assert delta("checkout_gateway_call_duration_seconds_count", provider="test_redirect", operation="start") == 2
     assert delta("checkout_http_requests_total", route="/api/shop/checkout/return/{method_id}",
                  method="GET", status="302") == 2
 

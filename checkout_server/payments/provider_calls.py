@@ -26,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from checkout_server.observability import metrics
 from checkout_server.plugin.gateway_http import MAX_CALLS_PER_START, MAX_TIMEOUT
 from checkout_server.plugin.providers import (
     MAX_MONEY,
@@ -207,7 +208,8 @@ async def _call(method, operation: str, order_key: str | None, call: Callable[[]
                 timeout: float) -> Any:
     timeout = min(timeout, CALL_SECONDS)
     try:
-        return await asyncio.wait_for(call(), timeout)
+        with metrics.gateway_call(method.provider.name, operation, _outcome):
+            return await asyncio.wait_for(call(), timeout)
     except TimeoutError as exc:  # the deadline's, or the provider's own (an unwrapped aiohttp timeout)
         error = GatewayTrouble(f"no answer within {timeout:g} s", method, operation, exc)
     except GatewayError as exc:
@@ -219,6 +221,17 @@ async def _call(method, operation: str, order_key: str | None, call: Callable[[]
         raise ProviderFault(f"{type(exc).__name__}: {exc}", method, operation, exc) from exc
     log.warning("%s: %s: %s", _who(method, operation, order_key), error.kind, error.reason)
     raise error
+
+
+def _outcome(exc: BaseException | None) -> str:
+    """A call's outcome as checkout_gateway_calls_total counts it (docs/operations.md)."""
+    if exc is None:
+        return "ok"
+    if isinstance(exc, TimeoutError | GatewayError):
+        return "unavailable"
+    if isinstance(exc, ProviderError):
+        return "refused"
+    return "error"
 
 
 def _call_sync(method, operation: str, call: Callable[[], Any]) -> Any:
