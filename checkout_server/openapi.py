@@ -69,13 +69,20 @@ def build_document(routes: list[Route], *, title: str = "checkout-server") -> di
         "type": "apiKey", "in": "header", "name": "Authorization",
         "description": token.format("admin token") + " (the server's CHECKOUT_ADMIN_TOKEN)"})
     spec.components.schema(ERROR, schema=ErrorAnswer)
+    seen_ids: set[str] = set()
     for route in routes:
         operations = documented_operations(route.handler)
         if not operations:
             continue
         auth = getattr(route.handler, "auth", "customer")
-        spec.path(path=route.template,
-                  operations={verb: _operation(route, auth, verb, op) for verb, op in operations.items()})
+        built = {verb: _operation(route, auth, verb, op) for verb, op in operations.items()}
+        for operation in built.values():
+            # A handler serving several routes (the storefront's pages): one id per route.
+            base, number = operation["operationId"], 2
+            while operation["operationId"] in seen_ids:
+                operation["operationId"], number = f"{base}{number}", number + 1
+            seen_ids.add(operation["operationId"])
+        spec.path(path=route.template, operations=built)
     return spec.to_dict()
 
 

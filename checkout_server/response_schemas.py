@@ -11,7 +11,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 __all__ = [
-    "AddressAnswer", "AdminOrderAnswer", "CartAnswer", "CheckoutAnswer", "CheckoutMethodsAnswer",
+    "AddressAnswer", "AdminOrderAnswer", "CartAnswer", "CatalogAnswer", "CheckoutAnswer", "CheckoutMethodsAnswer",
     "CustomerCreatedAnswer", "ErrorAnswer", "HealthAnswer", "NotificationAnswer", "OrderAnswer",
     "PluginsAnswer", "ProductAnswer", "ProfileAnswer",
 ]
@@ -177,6 +177,21 @@ class AdminOrderAnswer(OrderAnswer):
     events = fields.List(fields.String(), required=True)
     refunds = fields.Nested(RefundTotalsAnswer, required=True)
     history = fields.List(fields.Nested(AdminHistoryEntryAnswer), required=True)
+
+
+class CatalogProductAnswer(Schema):
+    id = fields.Integer(required=True)
+    name = fields.String(required=True)
+    price = fields.Integer(required=True)
+    digital = fields.Boolean(required=True)
+    stock_state = fields.String(required=True, validate=validate.OneOf(["in_stock", "low_stock", "out_of_stock"]))
+
+
+class CatalogAnswer(Schema):
+    """A page of products for sale, by id; a shorter page is the last."""
+
+    products = fields.List(fields.Nested(CatalogProductAnswer), required=True)
+    currency = fields.String(required=True)
 
 
 class ProductAnswer(Schema):

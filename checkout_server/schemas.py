@@ -25,6 +25,7 @@ __all__ = [
     "AdminOrdersQuery",
     "CartItemSchema",
     "CartQuantitySchema",
+    "CatalogQuery",
     "CheckoutMethodsQuery",
     "CheckoutSchema",
     "CustomerCreateSchema",
@@ -244,6 +245,13 @@ class AdminOrdersQuery(Schema):
     refund_needed = fields.String(validate=validate.OneOf(["true", "false", "1", "0"]))
     limit = StrictInteger(load_default=ORDERS_PAGE_DEFAULT, validate=validate.Range(min=1, max=ORDERS_PAGE_MAX))
     skip = StrictInteger(load_default=0, validate=validate.Range(min=0, max=ORDERS_SKIP_MAX))
+
+
+class CatalogQuery(Schema):
+    """GET /api/shop/products: `limit` products with ids above `after`."""
+
+    limit = StrictInteger(load_default=ORDERS_PAGE_DEFAULT, validate=validate.Range(min=1, max=ORDERS_PAGE_MAX))
+    after = StrictInteger(load_default=0, validate=validate.Range(min=0, max=10**15 - 1))
 
 
 class PaymentReturnQuery(Schema):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from checkout_server.handlers.paging import DEFAULT_PAGE, MAX_PAGE, PagedHandler
+from checkout_server.plugin.api_docs import api_operation
+from checkout_server.response_schemas import CatalogAnswer
+from checkout_server.schemas import CatalogQuery
 
 # GET /api/shop/products pages by id: `?limit=` products with ids above `?after=`.
 MAX_ID = 10**15 - 1
@@ -27,6 +30,8 @@ class ProductsHandler(PagedHandler):
 
     auth = "customer"
 
+    @api_operation("Products for sale, by id, with a stock state", query=CatalogQuery,
+                   answers={200: CatalogAnswer})
     async def get(self):
         limit = self.count_argument("limit", DEFAULT_PAGE, 1, MAX_PAGE)
         after = self.count_argument("after", 0, 0, MAX_ID, digits=15)

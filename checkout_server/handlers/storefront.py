@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 from tornado.escape import xhtml_escape
 
 from checkout_server import storefront
+from checkout_server.plugin.api_docs import api_operation
 from checkout_server.plugin.web import APIError, BaseHandler
+from checkout_server.response_schemas import ErrorAnswer
 
 TOKEN_SLOT = b"<!-- demo-token -->"
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -73,6 +75,8 @@ class StorefrontHandler(BaseHandler):
 class StorefrontPage(StorefrontHandler):
     """The one page; its script shows the view the path or the fragment names."""
 
+    @api_operation("The demo storefront's page (when [site] storefront is on)",
+                   answers={200: ("text/html", {"type": "string"}), 404: ErrorAnswer}, tags=("storefront",))
     async def get(self, order_key: str | None = None):
         page = storefront.read(storefront.PAGE)
         token = self._demo_token()
@@ -93,6 +97,8 @@ class StorefrontPage(StorefrontHandler):
 
 
 class StorefrontAsset(StorefrontHandler):
+    @api_operation("A file of the demo storefront (script, style, image)",
+                   answers={200: ("*/*", {"type": "string"}), 404: ErrorAnswer}, tags=("storefront",))
     async def get(self, name: str):
         content_type = storefront.ASSETS.get(name)
         if content_type is None:
