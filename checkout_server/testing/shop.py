@@ -4,6 +4,7 @@ values the core hands providers (`make_cart`, `make_address`, `make_order`, `mak
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import secrets
 from collections.abc import Mapping
@@ -19,7 +20,12 @@ from tornado.testing import bind_unused_port
 from checkout_server.config import parse_config
 from checkout_server.handlers import reverse_url
 from checkout_server.payments.return_tokens import payment_urls
-from checkout_server.plugin.manager import check_hooks, make_plugin_manager, plugin_name
+from checkout_server.plugin.manager import (
+    ENTRY_POINT_GROUP,
+    check_hooks,
+    make_plugin_manager,
+    plugin_name,
+)
 from checkout_server.plugin.providers import (
     Address,
     Cart,
@@ -74,9 +80,13 @@ class TestShop:
         from checkout_server.app import Application
 
         self.plugin_manager = pm = make_plugin_manager(load_entry_points=self.load_entry_points)
+        installed = {ep.value: ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
         for plugin in self.plugins:
             if not pm.is_registered(plugin):
-                pm.register(plugin)
+                # An installed plugin's module goes by its entry point's name, as in the service
+                # (its documents are the same `plugin_<name>` collection).
+                name = installed.get(getattr(plugin, "__name__", None))
+                pm.register(plugin, name=name if name and pm.get_plugin(name) is None else None)
         sock, port = bind_unused_port()
         self.base_url = f"http://127.0.0.1:{port}"
         # Unless the test says otherwise, the URLs handed to gateways point at this shop.

@@ -48,6 +48,16 @@ def payments(s: TestShop):
     return s.documents(checkout_sandbox)
 
 
+@pytest.mark.gen_test(timeout=30)
+async def test_payments_are_kept_in_the_sandbox_plugins_own_documents():
+    async with shop() as s:
+        await start(s)
+        # The entry point's name, as in the service: the collection is plugin_sandbox.
+        assert payments(s).plugin == "sandbox"
+        [payment] = await s.storage.plugin_documents("sandbox").find()
+        assert payment["state"] == "created" and payment["_id"].startswith("sbx_")
+
+
 def test_keeps_the_payment_provider_contract():
     assert check_payment_provider(checkout_sandbox.SandboxPayment).flow == "redirect"
 
