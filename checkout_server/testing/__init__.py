@@ -57,6 +57,7 @@ from checkout_server.testing.gateways import (
 )
 from checkout_server.testing.refunds import (
     REFUND_SCENARIOS,
+    RefundScenarios,
     RefundSwitches,
     admin_cancel,
     admin_refund,
@@ -89,6 +90,7 @@ __all__ = [
     "FixedRateCourier",
     "GatewayScenarios",
     "GatewayShop",
+    "RefundScenarios",
     "RefundSwitches",
     "Response",
     "TestShop",

@@ -1,14 +1,13 @@
 """Refund scenarios every gateway plugin whose provider refunds must pass, against its fake.
 
-    from checkout_server.testing import REFUND_SCENARIOS, RefundSwitches
+Mix `RefundScenarios` into the plugin's `GatewayScenarios` class and say how to make its
+fake misbehave; pytest then runs every refund scenario too:
 
-    SWITCHES = RefundSwitches(refuse=..., lose_answers=..., refunded=...)
+    class TestAcmeScenarios(WebhookGatewayScenarios, RefundScenarios):
+        ...                                   # the gateway, as GatewayScenarios wants it
+        refund_switches = RefundSwitches(refuse=..., lose_answers=..., reset=..., refunded=...)
 
-    @pytest.mark.gen_test(timeout=30)
-    @pytest.mark.parametrize("scenario", REFUND_SCENARIOS)
-    async def test_refunds(scenario):
-        async with my_gateway_shop() as gw:  # a GatewayShop (gateway_shop)
-            await REFUND_SCENARIOS[scenario](gw, SWITCHES)
+(`REFUND_SCENARIOS[name](gw, switches)` runs one on any `GatewayShop`.)
 
 Each scenario pays an order through the fake (checkout, "approve" on its page, back to
 the shop), then refunds it through the admin API: full and partial refunds; a refund the
@@ -21,10 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
 
 from checkout_server.plugin.fake_gateway import Faults, RunningFake
 
-__all__ = ["REFUND_SCENARIOS", "RefundSwitches", "admin_cancel", "admin_refund", "paid_order"]
+__all__ = ["REFUND_SCENARIOS", "RefundScenarios", "RefundSwitches", "admin_cancel", "admin_refund", "paid_order"]
 
 
 @dataclass
@@ -130,3 +132,15 @@ REFUND_SCENARIOS: dict[str, Callable[..., Awaitable[None]]] = {
     "gateway_down": gateway_down,
     "timed_out_repeat": repeat_of_a_refund_that_timed_out,
 }
+
+
+class RefundScenarios:
+    """Mix into a `GatewayScenarios` subclass whose provider refunds: every refund scenario."""
+
+    refund_switches: ClassVar[RefundSwitches]
+
+    @pytest.mark.gen_test(timeout=30)
+    @pytest.mark.parametrize("scenario", list(REFUND_SCENARIOS))
+    async def test_refunds(self, scenario):
+        async with self.shop() as gw:
+            await REFUND_SCENARIOS[scenario](gw, self.refund_switches)

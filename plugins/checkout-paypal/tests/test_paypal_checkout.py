@@ -9,7 +9,13 @@ from typing import ClassVar
 
 import checkout_paypal
 import pytest
-from checkout_paypal.fake import make_app, refuse_captures, signed_event
+from checkout_paypal.fake import (
+    REFUND_SWITCHES,
+    REFUNDS,
+    make_app,
+    refuse_captures,
+    signed_event,
+)
 
 from checkout_server.plugin import (
     Faults,
@@ -24,6 +30,8 @@ from checkout_server.testing import (
     SHOP_URL,
     CourierPlugin,
     FixedRateCourier,
+    RefundScenarios,
+    RefundSwitches,
     TestShop,
     WebhookGatewayScenarios,
     assert_consistent,
@@ -45,8 +53,30 @@ def paypal_orders(fake) -> list[tuple[str, str]]:
     return [(pid, rec["order"]["purchase_units"][0]["custom_id"]) for pid, rec in fake.state.records.items()]
 
 
-class TestPayPalScenarios(WebhookGatewayScenarios):
+def _refuse(fake):
+    fake.app[REFUND_SWITCHES].refuse_with = "REFUND_NOT_ALLOWED"
+
+
+def _lose_answers(fake):
+    fake.app[REFUND_SWITCHES].lose_answers = True
+
+
+def _reset(fake):
+    switches = fake.app[REFUND_SWITCHES]
+    switches.refuse_with, switches.lose_answers, switches.pending = None, False, False
+
+
+def _refunded(fake) -> int:
+    return sum(r["_minor"] for r in fake.app[REFUNDS].values() if r["status"] == "COMPLETED")
+
+
+SWITCHES = RefundSwitches(refuse=_refuse, lose_answers=_lose_answers, reset=_reset, refunded=_refunded)
+
+
+class TestPayPalScenarios(WebhookGatewayScenarios, RefundScenarios):
     """The kit's gateway scenarios against the fake PayPal."""
+
+    refund_switches = SWITCHES
 
     plugin = checkout_paypal
     make_app = make_app

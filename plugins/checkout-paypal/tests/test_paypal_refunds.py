@@ -19,8 +19,6 @@ from checkout_server.plugin import (
     shopper_choice,
 )
 from checkout_server.testing import (
-    REFUND_SCENARIOS,
-    RefundSwitches,
     admin_cancel,
     admin_refund,
     gateway_shop,
@@ -39,33 +37,6 @@ SETTINGS = {"client_id": "e2e-client", "client_secret": "e2e-secret", "sandbox":
 
 def paypal_shop():
     return gateway_shop(checkout_paypal, make_app, "paypal", SETTINGS, method_id=PAYPAL)
-
-
-def _refuse(fake):
-    fake.app[REFUND_SWITCHES].refuse_with = "REFUND_NOT_ALLOWED"
-
-
-def _lose_answers(fake):
-    fake.app[REFUND_SWITCHES].lose_answers = True
-
-
-def _reset(fake):
-    switches = fake.app[REFUND_SWITCHES]
-    switches.refuse_with, switches.lose_answers, switches.pending = None, False, False
-
-
-def _refunded(fake) -> int:
-    return sum(r["_minor"] for r in fake.app[REFUNDS].values() if r["status"] == "COMPLETED")
-
-
-SWITCHES = RefundSwitches(refuse=_refuse, lose_answers=_lose_answers, reset=_reset, refunded=_refunded)
-
-
-@pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("scenario", REFUND_SCENARIOS)
-async def test_refund_scenarios(scenario):
-    async with paypal_shop() as gw:
-        await REFUND_SCENARIOS[scenario](gw, SWITCHES)
 
 
 @pytest.mark.gen_test(timeout=20)

@@ -8,10 +8,15 @@ import time
 
 import checkout_stripe
 import pytest
-from checkout_stripe.fake import make_app, signed_event
+from checkout_stripe.fake import REFUND_SWITCHES, REFUNDS, make_app, signed_event
 
 from checkout_server.plugin import Faults, run_fake, shopper_choice
-from checkout_server.testing import WebhookGatewayScenarios, gateway_shop
+from checkout_server.testing import (
+    RefundScenarios,
+    RefundSwitches,
+    WebhookGatewayScenarios,
+    gateway_shop,
+)
 
 STRIPE = 3
 SECRET = "whsec_e2e"
@@ -22,8 +27,30 @@ def stripe_shop(gateway_url: str | None = None):
     return gateway_shop(checkout_stripe, make_app, "stripe", SETTINGS, method_id=STRIPE, gateway_url=gateway_url)
 
 
-class TestStripeScenarios(WebhookGatewayScenarios):
-    """The kit's gateway scenarios against the fake Stripe."""
+def _refuse(fake):
+    fake.app[REFUND_SWITCHES].refuse_with = "charge_disputed"
+
+
+def _lose_answers(fake):
+    fake.app[REFUND_SWITCHES].lose_answers = True
+
+
+def _reset(fake):
+    switches = fake.app[REFUND_SWITCHES]
+    switches.refuse_with, switches.lose_answers, switches.pending = None, False, False
+
+
+def _refunded(fake) -> int:
+    return sum(r["amount"] for r in fake.app[REFUNDS].values() if r["status"] == "succeeded")
+
+
+SWITCHES = RefundSwitches(refuse=_refuse, lose_answers=_lose_answers, reset=_reset, refunded=_refunded)
+
+
+class TestStripeScenarios(WebhookGatewayScenarios, RefundScenarios):
+    """The kit's gateway and refund scenarios against the fake Stripe."""
+
+    refund_switches = SWITCHES
 
     plugin = checkout_stripe
     make_app = make_app

@@ -19,8 +19,6 @@ from checkout_server.plugin import (
     shopper_choice,
 )
 from checkout_server.testing import (
-    REFUND_SCENARIOS,
-    RefundSwitches,
     admin_cancel,
     admin_refund,
     gateway_shop,
@@ -37,33 +35,6 @@ SETTINGS = {"secret_key": "sk_test_e2e", "sandbox": True, "webhook_secret": SECR
 
 def stripe_shop():
     return gateway_shop(checkout_stripe, make_app, "stripe", SETTINGS, method_id=STRIPE)
-
-
-def _refuse(fake):
-    fake.app[REFUND_SWITCHES].refuse_with = "charge_disputed"
-
-
-def _lose_answers(fake):
-    fake.app[REFUND_SWITCHES].lose_answers = True
-
-
-def _reset(fake):
-    switches = fake.app[REFUND_SWITCHES]
-    switches.refuse_with, switches.lose_answers, switches.pending = None, False, False
-
-
-def _refunded(fake) -> int:
-    return sum(r["amount"] for r in fake.app[REFUNDS].values() if r["status"] == "succeeded")
-
-
-SWITCHES = RefundSwitches(refuse=_refuse, lose_answers=_lose_answers, reset=_reset, refunded=_refunded)
-
-
-@pytest.mark.gen_test(timeout=30)
-@pytest.mark.parametrize("scenario", REFUND_SCENARIOS)
-async def test_refund_scenarios(scenario):
-    async with stripe_shop() as gw:
-        await REFUND_SCENARIOS[scenario](gw, SWITCHES)
 
 
 @pytest.mark.gen_test(timeout=20)
