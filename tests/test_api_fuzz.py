@@ -5,7 +5,8 @@ the admin token on /api/admin). Each answer must be below 500, JSON (but where t
 declares another media type: /metrics, the storefront's pages), and conform to the document: its status is one the operation lists, its body matches
 that status's schema, its headers are the declared ones.
 
-300 requests by default (about a minute here); FUZZ_REQUESTS=3000 (or more) for a long run.
+300 requests by default (about a minute here); FUZZ_REQUESTS=3000 (or more) for a long run,
+FUZZ_NEGATIVE=1 to mix in invalid requests (each must get one of its documented 4xx).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from live_service import LiveService
+from schemathesis import GenerationMode
 from schemathesis.checks import (
     content_type_conformance,
     not_a_server_error,
@@ -29,6 +31,17 @@ from schemathesis.checks import (
 REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "300"))
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
+
+
+def _strategy(operation):
+    """Valid requests, and (FUZZ_NEGATIVE=1) invalid ones too: each must get its documented 4xx."""
+    positive = operation.as_strategy()
+    if os.environ.get("FUZZ_NEGATIVE") != "1":
+        return positive
+    try:
+        return positive | operation.as_strategy(generation_mode=GenerationMode.NEGATIVE)
+    except Exception:  # noqa: BLE001 -- an operation with nothing to get wrong
+        return positive
 
 
 def _declared_media(document: dict, operation, status: int) -> list[str]:
@@ -76,7 +89,7 @@ def test_every_operation_answers_as_the_document_says(tmp_path):
             @seed(round_number)
             @settings(max_examples=examples, deadline=None, database=None,
                       suppress_health_check=list(HealthCheck), phases=[Phase.explicit, Phase.generate])
-            @given(case=operation.as_strategy(), with_token=st.sampled_from([True, True, True, False]))
+            @given(case=_strategy(operation), with_token=st.sampled_from([True, True, True, False]))
             def run(case, with_token):
                 headers = {"Authorization": f"Token {token}"} if with_token else {}
                 response = case.call(base_url=service.base_url, session=session, headers=headers, timeout=60)
