@@ -23,7 +23,7 @@ from checkout_server.plugin.manager import (
     provider_owners,
     route_auth_problem,
 )
-from checkout_server.plugin.web import NotFoundHandler
+from checkout_server.plugin.web import APIError, BaseHandler, NotFoundHandler
 from checkout_server.stock import commits
 from checkout_server.stock.reservations import RECONCILE_EVERY_SECONDS, Reconciler
 
@@ -92,6 +92,8 @@ class Application(tornado.web.Application):
         self.storage = storage
         # Requests being answered (BaseHandler adds and removes itself): a SIGTERM waits for them.
         self.inflight_requests: set = set()
+        # Set on SIGTERM (cli.stop_serving): from then on every new request is a 503.
+        self.draining = False
         for pattern, handler, *_ in all_handlers():
             problem = route_auth_problem(pattern, handler)
             if problem:  # a bug of the core's own
@@ -131,6 +133,11 @@ class Application(tornado.web.Application):
     def log_request(self, handler) -> None:
         observed.log_request(handler)
 
+    def find_handler(self, request, **kwargs):
+        if self.draining:
+            return self.get_handler_delegate(request, ShuttingDownHandler)
+        return super().find_handler(request, **kwargs)
+
     async def startup(self) -> None:
         """Prepare the database and the providers; call once before serving."""
         await self.storage.create_indexes()
@@ -162,3 +169,21 @@ def register_config_secrets(config: Config) -> None:
     logs.register_secrets(value for method in (*config.payment_methods, *config.shipping_methods)
                           for name, value in method.settings.items()
                           if isinstance(value, str) and _SECRET_SETTING.search(name))
+
+
+class ShuttingDownHandler(BaseHandler):
+    """A request that arrives on an open connection after SIGTERM: 503, and the connection
+    closes (cli.stop_serving turned keep-alive off), so the client retries elsewhere.
+
+    Like NotFoundHandler, never a route: it defines `prepare` to answer before any token check.
+    """
+
+    auth = "public"
+
+    def initialize(self, **kwargs):
+        super().initialize(**kwargs)
+        self.application.inflight_requests.discard(self)  # nothing to wait for
+
+    async def prepare(self):
+        raise APIError(503, "the service is shutting down: retry the request",
+                       headers={"Retry-After": "1"})

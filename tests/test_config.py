@@ -1,11 +1,12 @@
 """Config errors stop start-up with a message naming the file, the method and the field."""
 
-import logging
+import os
+import subprocess
+import sys
 
 import pytest
 from marshmallow import Schema, fields, validate
 
-from checkout_server import cli
 from checkout_server.config import ConfigError, load_config, parse_config
 from checkout_server.methods.table import MethodTable
 from checkout_server.plugin.providers import PaymentProvider, ShippingProvider, Support
@@ -157,18 +158,37 @@ def test_an_unknown_provider_names_checkout_plugins_when_it_is_set(tmp_path, mon
         "unknown payment provider 'bitcoin' (known: test_pay) — CHECKOUT_PLUGINS=\"acme\" limits which plugins load")
 
 
-def test_serve_refuses_to_start_on_a_bad_method(tmp_path, monkeypatch, capsys, caplog):
-    caplog.set_level(logging.INFO)
+def _serve(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k not in ("CHECKOUT_CONFIG", "MONGODB_URI")}
+    # The app is built before any database round trip: a closed port is never dialled.
+    environment.update(MONGODB_URI="mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100", **(env or {}))
+    program = "import sys; from checkout_server.cli import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", program, "serve", "--port", "0", *args], check=False,
+                          env=environment, capture_output=True, text=True, timeout=60)
+
+
+def test_serve_refuses_to_start_on_a_bad_method(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text('[[payment_methods]]\nid = 9\nprovider = "nobody_installed_this"\n')
-    # The app is built before any database round trip: a closed port is never dialled.
-    monkeypatch.setenv("MONGODB_URI", "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=100")
-    assert cli.main(["serve", "--config", str(path), "--port", "0"]) == 2
-    err = capsys.readouterr().err
+    done = _serve("--config", str(path))
+    assert done.returncode == 2
+    err = done.stderr
     assert "config error" in err and str(path) in err and "payment method 9" in err
     assert "provider" in err
     # The file is announced ("config X: N payment and M shipping methods") only once it builds.
-    assert "payment and" not in caplog.text
+    assert "payment and" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("named_by", "text"), [("--config", ""), ("CHECKOUT_CONFIG", "\n# nothing yet\n")])
+def test_serve_refuses_an_explicitly_named_empty_config(tmp_path, text, named_by):
+    """A truncated file (a deploy caught half-way) must not start a shop without methods."""
+    path = tmp_path / "checkout.toml"
+    path.write_text(text)
+    done = (_serve("--config", str(path)) if named_by == "--config"
+            else _serve(env={"CHECKOUT_CONFIG": str(path)}))
+    assert done.returncode == 2
+    assert f"checkout-server: config error: {path}: the file is empty" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("raw, message", [

@@ -56,7 +56,9 @@ async def test_a_server_left_behind_by_a_killed_run_is_stopped(tmp_path):
         await storage.products.create({"name": "Mug", "price": 1200, "stock": 5})
         await storage.close()
         leftover_pid = killed_run.process.pid
-        # The service was SIGKILLed: nobody stopped its database, whose pid file stays.
+        # The service was SIGKILLed: the kernel dropped its lock, but nobody stopped its
+        # database (off Linux it does not die with its parent), whose pid file stays.
+        killed_run.lock.release()
         assert _alive(leftover_pid) and killed_run.pid_file.exists()
 
         storage = await _storage(next_run.start())
@@ -112,3 +114,28 @@ def test_the_database_dies_with_a_killed_service(tmp_path):
         service.stdout.close()
         if db_pid is not None and _alive(db_pid):
             os.kill(db_pid, signal.SIGKILL)
+
+
+def test_a_second_owner_of_the_data_dir_is_refused_and_touches_nothing(tmp_path):
+    """The data directory is taken with an OS lock: whoever comes second changes nothing."""
+    from checkout_server.storage.embedded import DataDirInUse
+
+    first = EmbeddedMongo(tmp_path)
+    second = EmbeddedMongo(tmp_path)
+    try:
+        first.start()
+        files = {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()}
+        with pytest.raises(DataDirInUse, match=f"in use by another checkout-server \\(pid {os.getpid()}\\)"):
+            second.start()
+        assert second.process is None
+        assert first.process.poll() is None  # the winner's database still runs
+        assert {path.name: path.read_bytes() for path in tmp_path.iterdir() if path.is_file()} == files
+    finally:
+        second.stop()
+        first.stop()
+    # Released on stop: the next owner gets it.
+    third = EmbeddedMongo(tmp_path)
+    try:
+        third.start()
+    finally:
+        third.stop()

@@ -88,6 +88,12 @@ title = "Parcel"
 """
 
 
+def after(shop, **site) -> str:
+    """AFTER with the running shop's [site] (a reload falling back to defaults is refused)."""
+    fields = {"base_url": shop.base_url, **site}
+    return "[site]\n" + "".join(f'{name} = "{value}"\n' for name, value in fields.items()) + AFTER
+
+
 @pytest.fixture(autouse=True)
 def gate():
     Gate.entered, Gate.gate, Gate.closed = asyncio.Event(), asyncio.Event(), []
@@ -105,8 +111,8 @@ async def payment_ids(shop):
 @pytest.mark.gen_test
 async def test_reload_swaps_in_the_changed_file(tmp_path, caplog):
     path = tmp_path / "checkout.toml"
-    path.write_text(AFTER)
     async with TestShop(config=BEFORE, plugins=[ReloadPlugin()]) as shop:
+        path.write_text(after(shop))
         assert await payment_ids(shop) == [(1, "Old gate")]
         with caplog.at_level(logging.INFO, "checkout_server"):
             assert await reload_config(shop.app, args_for(path)) is True
@@ -123,12 +129,13 @@ async def test_reload_swaps_in_the_changed_file(tmp_path, caplog):
     ("[[payment_methods]]\nid = 1\nprovider = 'bitcoin'\n", "payment method 1: provider"),
     ("[[payment_methods]]\nid = 1\nprovider = 'gate'\nactive = 'yes'\n", "payment method 1: active"),
     ("[[payment_methods]\n", "not valid TOML"),
-    ("[[shipping_methods]]\nid = 3\nprovider = 'failing_startup'\n", "gateway unreachable"),
+    (("[[payment_methods]]\nid = 1\nprovider = 'gate'\n"
+      "[[shipping_methods]]\nid = 3\nprovider = 'failing_startup'\n"), "gateway unreachable"),
 ])
 async def test_a_bad_file_is_refused_and_the_old_methods_stay(tmp_path, caplog, text, named):
     path = tmp_path / "checkout.toml"
-    path.write_text(text)
     async with TestShop(config=BEFORE, plugins=[ReloadPlugin()]) as shop:
+        path.write_text(f'[site]\nbase_url = "{shop.base_url}"\n' + text)
         old = shop.methods
         with caplog.at_level(logging.ERROR, "checkout_server"):
             assert await reload_config(shop.app, args_for(path)) is False
@@ -141,8 +148,8 @@ async def test_a_bad_file_is_refused_and_the_old_methods_stay(tmp_path, caplog, 
 async def test_a_file_with_another_currency_is_refused(tmp_path, caplog):
     # Prices carry no currency: a new one would reprice the catalog and every cart silently.
     path = tmp_path / "checkout.toml"
-    path.write_text('[site]\ncurrency = "USD"\n' + AFTER)
     async with TestShop(config=BEFORE, plugins=[ReloadPlugin()]) as shop:
+        path.write_text(after(shop, currency="USD"))
         old = shop.methods
         with caplog.at_level(logging.ERROR, "checkout_server"):
             assert await reload_config(shop.app, args_for(path)) is False
@@ -151,9 +158,27 @@ async def test_a_file_with_another_currency_is_refused(tmp_path, caplog):
         assert "currency cannot change while running: restart the service after repricing" in caplog.text
         assert await payment_ids(shop) == [(1, "Old gate")]
         # The same currency, spelled in lower case, is no change.
-        path.write_text('[site]\ncurrency = "eur"\n' + AFTER)
+        path.write_text(after(shop, currency="eur"))
         assert await reload_config(shop.app, args_for(path)) is True
         assert await payment_ids(shop) == [(2, "New gate")]
+
+
+@pytest.mark.gen_test
+@pytest.mark.parametrize("text, named", [
+    ("", "the file is empty"),  # truncated to nothing during a deploy
+    ("# checkout.toml\n", "the file is empty"),
+    ("[[shipping_methods]]\nid = 1\nprovider = 'parcel'\n", "no [[payment_methods]] left"),
+    (AFTER, "[site] base_url would fall back to its default http://localhost:8888"),  # [site] vanished
+])
+async def test_a_reload_that_would_empty_the_shop_is_refused(tmp_path, caplog, text, named):
+    path = tmp_path / "checkout.toml"
+    path.write_text(text)
+    async with TestShop(config=BEFORE, plugins=[ReloadPlugin()]) as shop:
+        old = shop.methods
+        with caplog.at_level(logging.ERROR, "checkout_server"):
+            assert await reload_config(shop.app, args_for(path)) is False
+        assert shop.methods is old and "config reload refused" in caplog.text and named in caplog.text
+        assert await payment_ids(shop) == [(1, "Old gate")]
 
 
 @pytest.mark.gen_test
@@ -167,8 +192,8 @@ async def test_a_missing_file_is_refused(tmp_path):
 @pytest.mark.gen_test
 async def test_a_checkout_in_flight_finishes_on_the_table_it_started_with(tmp_path):
     path = tmp_path / "checkout.toml"
-    path.write_text(AFTER)  # method 1 disappears
     async with TestShop(config=BEFORE, plugins=[ReloadPlugin()]) as shop:
+        path.write_text(after(shop))  # method 1 disappears
         product = await shop.product()
         customer = await shop.customer(cart={product["_id"]: 1})
         in_flight = asyncio.ensure_future(customer.checkout(payment_method=1, shipping_method=1))
@@ -188,8 +213,8 @@ async def test_a_checkout_in_flight_finishes_on_the_table_it_started_with(tmp_pa
 @pytest.mark.gen_test
 async def test_retired_providers_are_closed_after_the_grace_period(tmp_path):
     path = tmp_path / "checkout.toml"
-    path.write_text(AFTER)
     async with TestShop(config=BEFORE, plugins=[ReloadPlugin()]) as shop:
+        path.write_text(after(shop))
         shop.app.method_registry.CLOSE_GRACE_SECONDS = 0
         closed = asyncio.Event()
         original = Gate.close

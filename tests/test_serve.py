@@ -3,6 +3,7 @@
 import http.client
 import json
 import re
+import time
 import urllib.parse
 import urllib.request
 
@@ -184,3 +185,37 @@ def test_a_second_service_on_the_same_data_is_refused(tmp_path):
             second.wait()
         code = _stop(first)
     assert code == 0
+
+
+def test_simultaneous_starts_on_one_data_dir_leave_exactly_one_running(tmp_path):
+    """Several services started at once on one data directory: one wins, every other exits 2
+    with the documented message, and the winner keeps its database and files."""
+    if _missing_demo_providers():
+        pytest.skip("the demo's providers are not installed: pip install -r requirements.txt")
+    data_dir = tmp_path / "var"
+    ports = [free_port() for _ in range(3)]
+    processes = [_start(data_dir, port) for port in ports]
+    try:
+        deadline = time.monotonic() + 60
+        while sum(p.poll() is None for p in processes) > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        running = [p for p in processes if p.poll() is None]
+        assert len(running) == 1
+        [winner] = running
+        port = ports[processes.index(winner)]
+        _read_demo(winner)
+        for loser in processes:
+            if loser is not winner:
+                out = loser.stdout.read()
+                assert loser.returncode == 2, out
+                assert f"is in use by another checkout-server (pid {winner.pid})" in out
+                assert "Traceback" not in out
+        assert (data_dir / "checkout-server.lock").read_text().split() == [str(winner.pid)]
+        assert _get(port, "/health") == (200, {"status": "ok"})
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                _stop(process)
+        for process in processes:
+            process.stdout.close()
+    assert winner.returncode == 0

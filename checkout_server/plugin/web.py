@@ -225,6 +225,12 @@ class BaseHandler(tornado.web.RequestHandler):
     def log_exception(self, typ, value, tb):
         if isinstance(value, APIError):
             return
+        if isinstance(value, UNAVAILABLE_ERRORS):
+            # An outage (e.g. the embedded database restarting) is one line per request, not
+            # a traceback each: the 503 says the rest.
+            log.warning("%s %s: 503, the database does not answer (%s)", self.request.method,
+                        self.request.path, type(value).__name__)
+            return
         super().log_exception(typ, value, tb)
 
 
