@@ -159,9 +159,12 @@ def _is_empty_config(path: str) -> bool:
 def serve(args) -> int:
     """Bind, start the embedded database if needed, and run the workers (workers.py)."""
     # The file is read here once so a broken or empty one stops the service before anything
-    # starts; plugins are loaded by the workers, after the fork (a plugin error exits 2 too).
+    # starts; the methods' providers are made by the workers, after the fork (a provider or
+    # settings error exits 2 too).
     resolve_config(args)
     ServerSettings.from_environ()  # and a bad server setting, before anything starts
+    # Plugin routes are classes, checked without making any plugin instance.
+    collect_routes(get_plugin_manager())
     embedded = None
     uri = os.environ.get("MONGODB_URI")
     if not uri:
