@@ -253,3 +253,30 @@ def test_workers_forked_after_prepare_multiprocess_report_one_sum(tmp_path):
     assert metric_value(done.stdout, "checkout_checkouts_total", outcome="order", payment_method="1",
                         flow="direct") == 3
     assert not (directory / "counter_999999.db").exists()
+
+
+@pytest.mark.gen_test
+async def test_log_lines_name_the_order_once_it_is_known(log_stream):
+    import checkout_fixtures as kit
+
+    async with kit.shop() as shop:
+        p = await shop.product(price=1000, stock=5)
+        c = await shop.customer(cart={p["_id"]: 1})
+        r = await c.request("POST", "/api/shop/checkout/cart", {"address": c.address_id, "payment_method": kit.REDIRECT,
+                                                                 "shipping_method": kit.FLAT},
+                            headers={"X-Request-Id": "checkout-1"})
+        key = r.body["next_step"].rsplit("/", 1)[1]
+        r = await shop.request("GET", await kit.return_path(shop.storage, key), headers={"X-Request-Id": "return-1"})
+        assert r.status == 302
+        r = await shop.request("GET", f"/api/shop/checkout/return/{kit.REDIRECT}?order={key}&rt=forged",
+                               headers={"X-Request-Id": "forged-1"})
+        assert r.status == 404
+    by_request = {}
+    for line in lines(log_stream):
+        by_request.setdefault(line.get("request_id"), []).append(line)
+    # The checkout's own line about the new order, and its access line, name it.
+    assert all(line.get("order_key") == key for line in by_request["checkout-1"]), by_request["checkout-1"]
+    assert any("HOLD" in line["message"] for line in by_request["checkout-1"])
+    assert [line.get("order_key") for line in by_request["return-1"]][-1] == key
+    # A return whose token does not match names no order: the key in its URL is anybody's.
+    assert all("order_key" not in line for line in by_request["forged-1"])

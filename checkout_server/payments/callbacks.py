@@ -11,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from checkout_server.observability import logs
 from checkout_server.payments import provider_calls, refunds
 from checkout_server.payments.provider_calls import (
     GatewayTrouble,
@@ -59,6 +60,7 @@ async def settle_return(storage, table, method_id: int, order_key: str, token: s
     order = await storage.orders.get(order_key) if order_key else None
     if order is None or order.stock == StockState.RESERVING or not return_token_matches(order, token):
         raise CallbackError(404, "order not found")
+    logs.bind(order_key=order.key)  # only once its token matched: the key in the URL is anybody's
     if order.payment_method != method_id:
         if method_id not in table.payment:
             raise CallbackError(404, "payment method not found")
@@ -104,6 +106,7 @@ async def settle_notification(storage, table, method_id: int, headers: Mapping[s
     if order is None or order.stock == StockState.RESERVING:
         # Not ours yet (or at all): a gateway retries on an error answer.
         raise CallbackError(404, "order not found")
+    logs.bind(order_key=order.key)
     if order.payment_method != method.id:
         raise CallbackError(400, f"order {order.key} was not paid with payment method {method.id}")
     if method_for(table, order) is not method:
