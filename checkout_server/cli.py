@@ -30,6 +30,7 @@ from checkout_server.demo import (
 )
 from checkout_server.http_server import ServerSettings, build_http_server
 from checkout_server.methods.table import MethodTable
+from checkout_server.observability import metrics
 from checkout_server.observability.logs import LOG_FORMATS, configure_logging
 from checkout_server.plugin.manager import (
     PLUGINS_ENV,
@@ -176,8 +177,15 @@ def serve(args) -> int:
         if embedded is not None:
             embedded.stop()
         raise
+    # Before any fork: every worker (and this parent) writes its samples to one directory,
+    # and whichever worker answers GET /metrics reports their sum.
+    metrics_dir = metrics.prepare_multiprocess()
     supervisor = ProcessSupervisor(args.workers, uri, sockets, embedded,
                                    lambda context: report_errors(lambda: asyncio.run(serve_forever(args, context))))
+    supervisor.on_worker_exit.append(metrics.worker_exited)
+    supervisor.on_stop.append(lambda: metrics.cleanup_multiprocess(metrics_dir))
+    if supervisor.database is not None:
+        supervisor.database.on_restart.append(metrics.embedded_database_restarted)
     return supervisor.run()
 
 

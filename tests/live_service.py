@@ -26,7 +26,8 @@ ADMIN_TOKEN = "live-admin-token-0c5d2f8e9a41b7"
 
 class LiveService:
     def __init__(self, workdir: Path, *, demo: bool = True, config: Path | None = None,
-                 env: dict | None = None, admin_token: str = ADMIN_TOKEN, start_timeout: float = 60):
+                 env: dict | None = None, admin_token: str = ADMIN_TOKEN, start_timeout: float = 60,
+                 args: tuple[str, ...] = ()):
         self.workdir = Path(workdir)
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -35,6 +36,7 @@ class LiveService:
         self.config = config
         self.extra_env = env or {}
         self.start_timeout = start_timeout
+        self.args = tuple(args)
         self.demo_token: str | None = None
         self.process: subprocess.Popen | None = None
         self._stdout: list[str] = []
@@ -53,6 +55,7 @@ class LiveService:
             cmd.append("--demo")
         if self.config is not None:
             cmd += ["--config", str(self.config)]
+        cmd += list(self.args)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True)

@@ -280,3 +280,38 @@ async def test_log_lines_name_the_order_once_it_is_known(log_stream):
     assert [line.get("order_key") for line in by_request["return-1"]][-1] == key
     # A return whose token does not match names no order: the key in its URL is anybody's.
     assert all("order_key" not in line for line in by_request["forged-1"])
+
+
+def test_serve_with_workers_reports_one_sum_for_all_of_them(tmp_path):
+    """`serve --workers 2`: whichever worker answers /metrics counts every worker's requests."""
+    from live_service import LiveService
+
+    metrics_dir = tmp_path / "prometheus"
+    with LiveService(tmp_path, demo=True, args=("--workers", "2"),
+                     env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}) as service:
+        def scrape() -> float:
+            import urllib.request
+            with urllib.request.urlopen(service.base_url + "/metrics", timeout=30) as answer:
+                text = answer.read().decode()
+            return metric_value(text, "checkout_http_requests_total", route="/health", method="GET", status="200")
+
+        def settled_count(expected: float) -> float:
+            # A worker counts a request just after answering it: another worker's scrape may
+            # come in between. Counts only grow, so read until they stop short of nothing.
+            import time
+            deadline = time.monotonic() + 10
+            value = scrape()
+            while value < expected and time.monotonic() < deadline:
+                value = scrape()
+            return value
+
+        before = scrape()
+        for _ in range(30):
+            assert service.request("GET", "/health")[0] == 200
+        assert settled_count(before + 30) == before + 30
+        for _ in range(3):  # the same sum, whichever worker answers
+            assert scrape() == before + 30
+        writers = {path.name.rsplit("_", 1)[1] for path in metrics_dir.glob("counter_*.db")}
+        assert writers, "no worker wrote its samples to the multiprocess directory"
+    # The operator's directory is kept (emptied at the next start); a temporary one is removed.
+    assert metrics_dir.exists()
