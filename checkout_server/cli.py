@@ -251,7 +251,7 @@ async def serve_forever(args, worker: WorkerContext) -> int:
         log.info("worker %d (pid %d) serving", worker.index, os.getpid())
         shown_host = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
         if worker.index == 0:
-            log.info("checkout-server listening on http://%s:%s (database: %s, %d workers)", args.host,
+            log.info("checkout-server listening on http://%s:%s (database: %s, workers: %d)", args.host,
                      args.port, "embedded" if worker.embedded else "MONGODB_URI", args.workers)
         if args.demo and worker.first_start:
             print_demo(seeded, f"http://{shown_host}:{args.port}")

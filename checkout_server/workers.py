@@ -220,7 +220,7 @@ class ProcessSupervisor:
 
     def _stop_all(self, status: int = 0) -> int:
         """Let every worker drain and exit (the database stays up meanwhile); their status."""
-        log.info("stopping: %d workers draining", len(self.workers))
+        log.info("stopping: draining workers (%d)", len(self.workers))
         # Closed here first, so that once the workers close theirs nobody can connect.
         self._close_sockets()
         self._signal_workers(signal.SIGTERM)
