@@ -202,6 +202,18 @@ def _method_configs(methods: list[dict], kind: str) -> tuple[MethodConfig, ...]:
                               m["settings"]) for m in methods)
 
 
+def _table_problem(section: str, problems: dict, schema: type) -> str:
+    """The first problem of a plain `[section]` table, in the schema's field order."""
+    if "_schema" in problems:
+        return f"[{section}] must be a table"
+    known = schema().fields
+    unknown = sorted(name for name in problems if name not in known)
+    if unknown:
+        return f"[{section}]: unknown field(s): {', '.join(unknown)}"
+    name = next(name for name in known if name in problems)
+    return f"[{section}] {name}: {problems[name][0]}"
+
+
 def _first_problem(messages: dict, raw: dict) -> str:
     """marshmallow's messages as the one line an admin reads: section, method, field, problem.
 
@@ -210,23 +222,9 @@ def _first_problem(messages: dict, raw: dict) -> str:
     unknown = sorted(name for name in messages if name not in ConfigSchema().fields)
     if unknown:
         return f"unknown section(s): {', '.join(unknown)}"
-    if "site" in messages:
-        problems = messages["site"]
-        if "_schema" in problems:
-            return "[site] must be a table"
-        unknown = sorted(name for name in problems if name not in SiteSchema().fields)
-        if unknown:
-            return f"[site]: unknown field(s): {', '.join(unknown)}"
-        name = next(name for name in SiteSchema().fields if name in problems)
-        return f"[site] {name}: {problems[name][0]}"
-    if "metrics" in messages:
-        problems = messages["metrics"]
-        if "_schema" in problems:
-            return "[metrics] must be a table"
-        unknown = sorted(name for name in problems if name not in MetricsSchema().fields)
-        if unknown:
-            return f"[metrics]: unknown field(s): {', '.join(unknown)}"
-        return f"[metrics] access: {problems['access'][0]}"
+    for section, schema in (("site", SiteSchema), ("metrics", MetricsSchema)):
+        if section in messages:
+            return _table_problem(section, messages[section], schema)
     for kind in ("payment", "shipping"):
         section = f"{kind}_methods"
         if section not in messages:

@@ -96,6 +96,17 @@ def unflatten(form) -> dict:
     return out
 
 
+def _idempotent_replay(state, key: str | None, params: dict) -> web.Response | None:
+    """Stripe's answer to a repeated Idempotency-Key: the first answer, or a 400 for other params."""
+    if not key or key not in state.idempotency:
+        return None
+    seen_params, answer = state.idempotency[key]
+    if seen_params != params:
+        return _error(400, "Keys for idempotent requests can only be used with the same parameters "
+                           "they were first used with.", "idempotency_error")
+    return web.json_response(answer, headers={"Idempotent-Replayed": "true"})
+
+
 @fake_api("create")
 async def create_session(request: web.Request) -> web.Response:
     state = request.app[STATE]
@@ -103,12 +114,9 @@ async def create_session(request: web.Request) -> web.Response:
         return _error(401, "Invalid API Key provided.")
     params = unflatten(await request.post())
     key = request.headers.get("Idempotency-Key")
-    if key and key in state.idempotency:
-        seen_params, answer = state.idempotency[key]
-        if seen_params != params:
-            return _error(400, "Keys for idempotent requests can only be used with the same parameters "
-                               "they were first used with.", "idempotency_error")
-        return web.json_response(answer, headers={"Idempotent-Replayed": "true"})
+    replay = _idempotent_replay(state, key, params)
+    if replay is not None:
+        return replay
     try:
         items = [params["line_items"][index] for index in sorted(params["line_items"], key=int)]
         amount = sum(int(item["price_data"]["unit_amount"]) * int(item.get("quantity", 1)) for item in items)
@@ -241,12 +249,9 @@ async def create_refund(request: web.Request) -> web.Response:
     params = unflatten(await request.post())
     switches = app[REFUND_SWITCHES]
     key = request.headers.get("Idempotency-Key")
-    if key and key in state.idempotency:
-        seen_params, answer = state.idempotency[key]
-        if seen_params != params:
-            return _error(400, "Keys for idempotent requests can only be used with the same parameters "
-                               "they were first used with.", "idempotency_error")
-        return web.json_response(answer, headers={"Idempotent-Replayed": "true"})
+    replay = _idempotent_replay(state, key, params)
+    if replay is not None:
+        return replay
     intent = app[INTENTS].get(params.get("payment_intent"))
     if intent is None:
         return _error(400, f"No such payment_intent: '{params.get('payment_intent')}'", code="resource_missing",
